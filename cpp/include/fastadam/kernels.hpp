@@ -1,0 +1,52 @@
+// Public C++ entry points of the CPU kernels. A C++ training loop includes this header and links
+// the fastadam::cpu library; the Python module is a thin layer over the same functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastadam/adam_math.hpp"
+
+namespace fastadam {
+
+// One parameter set updated in place. The arrays hold `size` contiguous elements each and must
+// not overlap; max_exp_avg_sq is null unless the update uses amsgrad.
+template <class T>
+struct AdamTensor {
+    T* param = nullptr;
+    const T* grad = nullptr;
+    T* exp_avg = nullptr;
+    T* exp_avg_sq = nullptr;
+    T* max_exp_avg_sq = nullptr;
+    std::int64_t size = 0;
+    AdamScalars scalars{};  // from make_scalars(hyper, step); may differ between tensors
+};
+
+// Update every tensor of the list in one call: the work is split across the thread pool in
+// contiguous chunks that may span tensors. Results do not depend on the thread count.
+void adam_step(const AdamTensor<float>* tensors, std::size_t count);
+void adam_step(const AdamTensor<double>* tensors, std::size_t count);
+
+// Instruction-set paths. `available_isas` lists those compiled into this build that this CPU
+// can run, best first; the best one is active until `set_isa` picks another.
+enum class Isa { scalar, avx2, avx512, neon };
+std::vector<Isa> available_isas();
+Isa active_isa();
+void set_isa(Isa isa);  // throws std::invalid_argument if the CPU or build lacks it
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);  // throws std::invalid_argument for unknown names
+std::size_t simd_width_bytes(Isa isa);
+
+// Threads used by adam_step, the calling thread included. The default is the number of CPUs
+// this process may run on (its affinity mask).
+int num_threads();
+void set_num_threads(int n);  // n >= 1; throws std::invalid_argument otherwise
+int default_num_threads();
+
+// Calls with fewer elements than this stay on the calling thread: waking a worker costs more
+// than the work it would take over.
+constexpr std::int64_t kParallelThreshold = 1 << 15;
+
+}  // namespace fastadam

@@ -1,0 +1,112 @@
+#include "array_checks.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace fastadam::python {
+
+namespace {
+
+std::string shape_text(const std::vector<py::ssize_t>& shape) {
+    std::ostringstream s;
+    s << "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+    s << (shape.size() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+std::string type_text(const py::handle& obj) {
+    return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+std::string number_text(double x) {
+    std::ostringstream s;
+    s << x;
+    return s.str();
+}
+
+}  // namespace
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+Dtype param_dtype(const py::handle& obj, const std::string& name) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(name + " must be a numpy.ndarray, got " + type_text(obj));
+    const auto dtype = py::reinterpret_borrow<py::array>(obj).dtype();
+    if (dtype.equal(py::dtype::of<float>())) return Dtype::float32;
+    if (dtype.equal(py::dtype::of<double>())) return Dtype::float64;
+    throw py::type_error(name + " must be float32 or float64 (native byte order), got " +
+                         py::str(dtype).cast<std::string>());
+}
+
+py::array check_array(const py::handle& obj, const std::string& name, bool written, Dtype dtype,
+                      const std::vector<py::ssize_t>& shape) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(name + " must be a numpy.ndarray, got " + type_text(obj));
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    const auto expected = dtype == Dtype::float32 ? py::dtype::of<float>() : py::dtype::of<double>();
+    if (!a.dtype().equal(expected))
+        throw py::type_error(name + " must have dtype " + py::str(expected).cast<std::string>() +
+                             " like the parameter, got " + py::str(a.dtype()).cast<std::string>() +
+                             " (arrays are never converted: an update applied to a copy is lost)");
+    if (shape_of(a) != shape)
+        throw py::value_error(name + " must have the parameter's shape " + shape_text(shape) +
+                              ", got " + shape_text(shape_of(a)));
+    const int flags = a.flags();
+    if (!(flags & py::array::c_style))
+        throw py::value_error(name + " must be C-contiguous (an update applied to a copy is lost)");
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::value_error(name + " must be aligned to its element size");
+    if (written && !a.writeable()) throw py::value_error(name + " must be writable");
+    return a;
+}
+
+void check_no_overlap(const std::vector<ArrayView>& arrays) {
+    struct Span {
+        std::uintptr_t begin, end;
+        const ArrayView* view;
+    };
+    std::vector<Span> spans;
+    spans.reserve(arrays.size());
+    for (const auto& v : arrays) {
+        const auto nbytes = static_cast<std::uintptr_t>(v.array.nbytes());
+        if (nbytes == 0) continue;
+        const auto begin = reinterpret_cast<std::uintptr_t>(v.array.data());
+        spans.push_back({begin, begin + nbytes, &v});
+    }
+    std::sort(spans.begin(), spans.end(),
+              [](const Span& a, const Span& b) { return a.begin < b.begin; });
+    // Sweep in address order, remembering the furthest-reaching span seen so far, and the
+    // furthest-reaching written one: gradients may share memory with each other, nothing else may.
+    const Span* reach_any = nullptr;
+    const Span* reach_written = nullptr;
+    for (const auto& s : spans) {
+        const Span* clash = s.view->written ? reach_any : reach_written;
+        if (clash != nullptr && s.begin < clash->end)
+            throw py::value_error(s.view->name + " and " + clash->view->name +
+                                  " share memory; every array of an update must be distinct");
+        if (reach_any == nullptr || s.end > reach_any->end) reach_any = &s;
+        if (s.view->written && (reach_written == nullptr || s.end > reach_written->end))
+            reach_written = &s;
+    }
+}
+
+void check_hyper(const AdamHyper& h) {
+    auto require = [](bool ok, const char* what, double value) {
+        if (!ok) throw py::value_error(std::string(what) + ", got " + number_text(value));
+    };
+    require(h.lr >= 0.0, "lr must be >= 0", h.lr);
+    require(h.eps >= 0.0, "eps must be >= 0", h.eps);
+    require(h.beta1 >= 0.0 && h.beta1 < 1.0, "betas[0] must be in [0, 1)", h.beta1);
+    require(h.beta2 >= 0.0 && h.beta2 < 1.0, "betas[1] must be in [0, 1)", h.beta2);
+    require(h.weight_decay >= 0.0, "weight_decay must be >= 0", h.weight_decay);
+}
+
+void check_step(std::int64_t step, const std::string& name) {
+    if (step < 1) throw py::value_error(name + " must be >= 1, got " + std::to_string(step));
+}
+
+}  // namespace fastadam::python

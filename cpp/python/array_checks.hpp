@@ -1,0 +1,44 @@
+// Validation of the arrays and hyper-parameters handed to the kernels. Everything is checked
+// before any kernel runs, so a bad call leaves every array byte-identical.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastadam/adam_math.hpp"
+
+namespace fastadam::python {
+
+namespace py = pybind11;
+
+enum class Dtype { float32, float64 };
+
+// One checked array, remembered for the overlap test.
+struct ArrayView {
+    py::array array;
+    std::string name;  // as the user knows it: "exp_avg", "grads[3]"
+    bool written;      // grads are only read
+};
+
+// Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` with `shape`, writable
+// when `written`; raises TypeError/ValueError naming `name` otherwise.
+py::array check_array(const py::handle& obj, const std::string& name, bool written,
+                      Dtype dtype, const std::vector<py::ssize_t>& shape);
+
+// The dtype of a parameter array (float32 or float64); TypeError otherwise.
+Dtype param_dtype(const py::handle& obj, const std::string& name);
+
+// Raises ValueError if any written array shares memory with any other array.
+void check_no_overlap(const std::vector<ArrayView>& arrays);
+
+// Raises ValueError naming the offending hyper-parameter (rules of torch.optim.Adam).
+void check_hyper(const AdamHyper& h);
+void check_step(std::int64_t step, const std::string& name);
+
+std::vector<py::ssize_t> shape_of(const py::array& a);
+
+}  // namespace fastadam::python

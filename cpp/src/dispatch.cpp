@@ -1,0 +1,104 @@
+// Chooses the instruction-set path once, from the CPU's features at run time (never from the
+// build host's), and lets callers force another one.
+#include <atomic>
+#include <stdexcept>
+
+#include "fastadam/kernels.hpp"
+#include "isa_kernels.hpp"
+
+namespace fastadam {
+
+namespace {
+
+bool cpu_supports(Isa isa) {
+    switch (isa) {
+        case Isa::scalar:
+            return true;
+#if defined(FASTADAM_HAVE_AVX2)
+        case Isa::avx2:
+            return __builtin_cpu_supports("avx2");
+#endif
+#if defined(FASTADAM_HAVE_AVX512)
+        case Isa::avx512:
+            return __builtin_cpu_supports("avx512f");
+#endif
+#if defined(FASTADAM_HAVE_NEON)
+        case Isa::neon:
+            return true;  // Advanced SIMD is mandatory on aarch64
+#endif
+        default:
+            return false;  // not compiled into this build
+    }
+}
+
+Isa best_isa() { return available_isas().front(); }
+
+std::atomic<Isa>& current_isa() {
+    static std::atomic<Isa> isa{best_isa()};
+    return isa;
+}
+
+}  // namespace
+
+std::vector<Isa> available_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar})
+        if (cpu_supports(isa)) out.push_back(isa);
+    return out;
+}
+
+Isa active_isa() { return current_isa().load(std::memory_order_relaxed); }
+
+void set_isa(Isa isa) {
+    if (!cpu_supports(isa))
+        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) +
+                                    "' is not available on this CPU or in this build");
+    current_isa().store(isa, std::memory_order_relaxed);
+}
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::scalar: return "scalar";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+        case Isa::neon: return "neon";
+    }
+    return "unknown";
+}
+
+Isa isa_from_name(const std::string& name) {
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+        if (name == isa_name(isa)) return isa;
+    throw std::invalid_argument("unknown ISA '" + name +
+                                "' (expected one of: scalar, avx2, avx512, neon)");
+}
+
+std::size_t simd_width_bytes(Isa isa) {
+    switch (isa) {
+        case Isa::avx2: return 32;
+        case Isa::avx512: return 64;
+        case Isa::neon: return 16;
+        default: return 0;
+    }
+}
+
+template <class T>
+RangeKernel<T> range_kernel(Isa isa) {
+    switch (isa) {
+#if defined(FASTADAM_HAVE_AVX2)
+        case Isa::avx2: return &isa_avx2::adam_range;
+#endif
+#if defined(FASTADAM_HAVE_AVX512)
+        case Isa::avx512: return &isa_avx512::adam_range;
+#endif
+#if defined(FASTADAM_HAVE_NEON)
+        case Isa::neon: return &isa_neon::adam_range;
+#endif
+        default: return &isa_scalar::adam_range;
+    }
+}
+
+template RangeKernel<float> range_kernel<float>(Isa);
+template RangeKernel<double> range_kernel<double>(Isa);
+
+}  // namespace fastadam

@@ -1,0 +1,26 @@
+// AVX2 path: 8 floats / 4 doubles per ymm register. Built with -mavx2 only; FMA is deliberately
+// not used, so results are bitwise identical to the scalar and AVX-512 paths.
+#include <immintrin.h>
+
+#include "adam_loop.hpp"
+#include "isa_kernels.hpp"
+#include "simd.hpp"
+
+namespace {
+struct Avx2Tag {};
+template <class T>
+using L = fastadam::simd::Lane<T, Avx2Tag>;
+using F32 = fastadam::simd::Vec<float, 8, Avx2Tag>;
+using F64 = fastadam::simd::Vec<double, 4, Avx2Tag>;
+F32 sqrt_of(F32 a) { return F32::from(_mm256_sqrt_ps(a.r)); }
+F64 sqrt_of(F64 a) { return F64::from(_mm256_sqrt_pd(a.r)); }
+}  // namespace
+
+namespace fastadam::isa_avx2 {
+void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F32, L<float>>(t, begin, end);
+}
+void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F64, L<double>>(t, begin, end);
+}
+}  // namespace fastadam::isa_avx2

@@ -1,0 +1,25 @@
+// AVX-512 path: 16 floats / 8 doubles per zmm register. Built with -mavx512f.
+#include <immintrin.h>
+
+#include "adam_loop.hpp"
+#include "isa_kernels.hpp"
+#include "simd.hpp"
+
+namespace {
+struct Avx512Tag {};
+template <class T>
+using L = fastadam::simd::Lane<T, Avx512Tag>;
+using F32 = fastadam::simd::Vec<float, 16, Avx512Tag>;
+using F64 = fastadam::simd::Vec<double, 8, Avx512Tag>;
+F32 sqrt_of(F32 a) { return F32::from(_mm512_sqrt_ps(a.r)); }
+F64 sqrt_of(F64 a) { return F64::from(_mm512_sqrt_pd(a.r)); }
+}  // namespace
+
+namespace fastadam::isa_avx512 {
+void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F32, L<float>>(t, begin, end);
+}
+void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F64, L<double>>(t, begin, end);
+}
+}  // namespace fastadam::isa_avx512

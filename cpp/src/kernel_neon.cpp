@@ -1,0 +1,26 @@
+// NEON path (aarch64): 4 floats / 2 doubles per q register. Advanced SIMD is part of every
+// aarch64 CPU, so this path needs no extra flags.
+#include <arm_neon.h>
+
+#include "adam_loop.hpp"
+#include "isa_kernels.hpp"
+#include "simd.hpp"
+
+namespace {
+struct NeonTag {};
+template <class T>
+using L = fastadam::simd::Lane<T, NeonTag>;
+using F32 = fastadam::simd::Vec<float, 4, NeonTag>;
+using F64 = fastadam::simd::Vec<double, 2, NeonTag>;
+F32 sqrt_of(F32 a) { return F32::from(vsqrtq_f32(a.r)); }
+F64 sqrt_of(F64 a) { return F64::from(vsqrtq_f64(a.r)); }
+}  // namespace
+
+namespace fastadam::isa_neon {
+void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F32, L<float>>(t, begin, end);
+}
+void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
+    loop::adam_range<F64, L<double>>(t, begin, end);
+}
+}  // namespace fastadam::isa_neon

@@ -1,0 +1,119 @@
+// adam_step: one call over many tensors, split into contiguous chunks across the thread pool.
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#include "fastadam/kernels.hpp"
+#include "isa_kernels.hpp"
+#include "thread_pool.hpp"
+
+namespace fastadam {
+
+namespace {
+
+constexpr int kMaxThreads = 1024;
+// Each worker gets at least this many elements, so that a mid-sized call wakes only the
+// threads its work pays for.
+constexpr std::int64_t kMinElementsPerThread = 1 << 14;
+constexpr std::int64_t kCacheLineBytes = 64;
+
+std::mutex pool_mutex;
+std::shared_ptr<ThreadPool> pool;  // guarded by pool_mutex
+
+// A call holds its own reference, so set_num_threads from another thread cannot pull the pool
+// from under a running step.
+std::shared_ptr<ThreadPool> get_pool() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (!pool) pool = std::make_shared<ThreadPool>(default_num_threads());
+    return pool;
+}
+
+template <class T>
+struct StepJob {
+    const AdamTensor<T>* tensors;
+    std::size_t count;
+    std::int64_t total;
+    RangeKernel<T> kernel;
+};
+
+// Where the global element index `g` falls, as (tensor, offset), with the offset rounded down to
+// a cache line so that no two threads write the same line.
+template <class T>
+void locate(const StepJob<T>& job, std::int64_t g, std::size_t& tensor, std::int64_t& offset) {
+    constexpr std::int64_t line = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+    tensor = 0;
+    while (tensor < job.count && g >= job.tensors[tensor].size) {
+        g -= job.tensors[tensor].size;
+        ++tensor;
+    }
+    offset = g - g % line;
+}
+
+template <class T>
+void run_part(void* context, int part, int parts) {
+    const auto& job = *static_cast<const StepJob<T>*>(context);
+    std::size_t t0, t1;
+    std::int64_t o0, o1;
+    locate(job, job.total * part / parts, t0, o0);
+    locate(job, job.total * (part + 1) / parts, t1, o1);
+    for (std::size_t t = t0; t <= t1 && t < job.count; ++t) {
+        const std::int64_t begin = t == t0 ? o0 : 0;
+        const std::int64_t end = t == t1 ? o1 : job.tensors[t].size;
+        if (begin < end) job.kernel(job.tensors[t], begin, end);
+    }
+}
+
+template <class T>
+void step(const AdamTensor<T>* tensors, std::size_t count) {
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < count; ++i) total += tensors[i].size;
+    if (total == 0) return;
+    StepJob<T> job{tensors, count, total, range_kernel<T>(active_isa())};
+    if (total < kParallelThreshold) {
+        run_part<T>(&job, 0, 1);
+        return;
+    }
+    const std::shared_ptr<ThreadPool> p = get_pool();
+    const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
+    const int parts = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
+    p->run(&run_part<T>, &job, parts);
+}
+
+}  // namespace
+
+void adam_step(const AdamTensor<float>* tensors, std::size_t count) { step(tensors, count); }
+void adam_step(const AdamTensor<double>* tensors, std::size_t count) { step(tensors, count); }
+
+int default_num_threads() {
+    if (const char* env = std::getenv("FASTADAM_NUM_THREADS")) {
+        char* end = nullptr;
+        const long n = std::strtol(env, &end, 10);
+        if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreads) return static_cast<int>(n);
+        throw std::invalid_argument(std::string("FASTADAM_NUM_THREADS must be an integer from 1 to ") +
+                                    std::to_string(kMaxThreads) + ", got '" + env + "'");
+    }
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int num_threads() { return get_pool()->threads(); }
+
+void set_num_threads(int n) {
+    if (n < 1 || n > kMaxThreads)
+        throw std::invalid_argument("num_threads must be from 1 to " + std::to_string(kMaxThreads) +
+                                    ", got " + std::to_string(n));
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (pool && pool->threads() == n) return;
+    pool = std::make_shared<ThreadPool>(n);  // the old workers stop when its last user returns
+}
+
+}  // namespace fastadam

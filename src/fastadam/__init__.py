@@ -1,0 +1,52 @@
+"""fastadam: a fused, SIMD, multi-threaded Adam/AdamW step for NumPy arrays.
+
+The update runs in place in one native pass over memory. See ``fastadam.adam_step`` for one
+parameter set, ``fastadam.adam_step_multi`` for many in one call, and ``fastadam.reference`` for
+the same mathematics in plain NumPy.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - depends on how the package was installed
+    raise ImportError(
+        "fastadam's compiled module (fastadam._core) could not be imported. Build and install "
+        "the package with `pip install .` from the repository root (it needs a C++20 compiler "
+        f"and CMake). Original error: {exc}"
+    ) from exc
+
+from . import reference
+from ._core import (
+    adam_step,
+    adam_step_multi,
+    available_isas,
+    get_isa,
+    get_num_threads,
+    set_isa,
+    set_num_threads,
+)
+from .config import show_config
+
+__all__ = [
+    "adam_step",
+    "adam_step_multi",
+    "available_isas",
+    "get_isa",
+    "get_num_threads",
+    "reference",
+    "set_isa",
+    "set_num_threads",
+    "show_config",
+]
+__version__ = "0.1.0"
+
+# FASTADAM_ISA forces an instruction-set path for the whole process (used to test every path on
+# one machine). An unknown or unsupported name is an error, never a silent fallback.
+if _os.environ.get("FASTADAM_ISA"):
+    try:
+        set_isa(_os.environ["FASTADAM_ISA"])
+    except ValueError as exc:
+        raise ImportError(f"FASTADAM_ISA={_os.environ['FASTADAM_ISA']!r}: {exc}") from None
