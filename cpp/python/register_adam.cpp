@@ -29,9 +29,12 @@ T* data_of(const py::array& a) {
     return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
+enum class Kernel { adam, bandwidth_probe };
+
 template <class T>
 void run_kernel(const std::vector<ArrayView>& views, const std::vector<ParamSet>& sets,
-                const AdamHyper& hyper) {
+                const AdamHyper& hyper, Kernel kernel) {
     const std::size_t per_set = hyper.amsgrad ? 5 : 4;
     std::vector<AdamTensor<T>> tensors(sets.size());
     for (std::size_t i = 0; i < sets.size(); ++i) {
@@ -48,10 +51,14 @@ void run_kernel(const std::vector<ArrayView>& views, const std::vector<ParamSet>
     // Safe without the GIL: the kernel touches only raw buffers, and `views` holds a reference
     // to every array until it returns.
     py::gil_scoped_release release;
-    adam_step(tensors.data(), tensors.size());
+    if (kernel == Kernel::adam)
+        adam_step(tensors.data(), tensors.size());
+    else
+        bandwidth_probe(tensors.data(), tensors.size());
 }
 
-void run(const std::vector<ParamSet>& sets, const AdamHyper& hyper, Names name) {
+void run(const std::vector<ParamSet>& sets, const AdamHyper& hyper, Names name,
+         Kernel kernel = Kernel::adam) {
     check_hyper(hyper);
     std::vector<ArrayView> views;
     views.reserve(sets.size() * 5);
@@ -84,9 +91,9 @@ void run(const std::vector<ParamSet>& sets, const AdamHyper& hyper, Names name) 
     check_no_overlap(views);
     if (!dtype) return;
     if (*dtype == Dtype::float32)
-        run_kernel<float>(views, sets, hyper);
+        run_kernel<float>(views, sets, hyper, kernel);
     else
-        run_kernel<double>(views, sets, hyper);
+        run_kernel<double>(views, sets, hyper, kernel);
 }
 
 AdamHyper make_hyper(double lr, std::pair<double, double> betas, double eps, double weight_decay,
@@ -134,13 +141,9 @@ std::vector<py::object> as_list(const py::object& obj, const char* name, std::si
     return out;
 }
 
-void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
-                     py::object exp_avg_sqs, py::object steps, double lr,
-                     std::pair<double, double> betas, double eps, double weight_decay,
-                     bool amsgrad, py::object max_exp_avg_sqs, bool maximize, bool decoupled,
-                     bool bias_correction) {
-    const AdamHyper h =
-        make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
+std::vector<ParamSet> param_sets(py::object params, py::object grads, py::object exp_avgs,
+                                 py::object exp_avg_sqs, py::object steps, bool amsgrad,
+                                 py::object max_exp_avg_sqs) {
     const auto p = as_list(params, "params");
     const auto g = as_list(grads, "grads", p.size());
     const auto m = as_list(exp_avgs, "exp_avgs", p.size());
@@ -165,7 +168,24 @@ void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
     std::vector<ParamSet> sets(p.size());
     for (std::size_t i = 0; i < p.size(); ++i)
         sets[i] = {p[i], g[i], m[i], v[i], vmax[i], step_list[i]};
-    run(sets, h, Names{true});
+    return sets;
+}
+
+void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
+                     py::object exp_avg_sqs, py::object steps, double lr,
+                     std::pair<double, double> betas, double eps, double weight_decay,
+                     bool amsgrad, py::object max_exp_avg_sqs, bool maximize, bool decoupled,
+                     bool bias_correction) {
+    const AdamHyper h =
+        make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
+    run(param_sets(params, grads, exp_avgs, exp_avg_sqs, steps, amsgrad, max_exp_avg_sqs), h,
+        Names{true});
+}
+
+void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_avgs,
+                           py::object exp_avg_sqs) {
+    run(param_sets(params, grads, exp_avgs, exp_avg_sqs, py::int_(1), false, py::none()),
+        AdamHyper{}, Names{true}, Kernel::bandwidth_probe);
 }
 
 }  // namespace
@@ -211,6 +231,10 @@ written. All params share one dtype. ``steps`` is one int for all sets or one in
 The work of the whole call is split across the thread pool in contiguous chunks.
 Hyper-parameters are as for adam_step.
 )doc");
+    m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
+          "exp_avg_sqs"_a,
+          "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "
+          "across threads exactly like adam_step_multi: the bandwidth reference for benchmarks.");
 }
 
 }  // namespace fastadam::python

@@ -82,23 +82,26 @@ std::size_t simd_width_bytes(Isa isa) {
     }
 }
 
+#define FASTADAM_KERNEL_OF(ns) \
+    (sweep == Sweep::adam ? RangeKernel<T>(&ns::adam_range) : RangeKernel<T>(&ns::probe_range))
+
 template <class T>
-RangeKernel<T> range_kernel(Isa isa) {
+RangeKernel<T> range_kernel(Isa isa, Sweep sweep) {
     switch (isa) {
 #if defined(FASTADAM_HAVE_AVX2)
-        case Isa::avx2: return &isa_avx2::adam_range;
+        case Isa::avx2: return FASTADAM_KERNEL_OF(isa_avx2);
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
-        case Isa::avx512: return &isa_avx512::adam_range;
+        case Isa::avx512: return FASTADAM_KERNEL_OF(isa_avx512);
 #endif
 #if defined(FASTADAM_HAVE_NEON)
-        case Isa::neon: return &isa_neon::adam_range;
+        case Isa::neon: return FASTADAM_KERNEL_OF(isa_neon);
 #endif
-        default: return &isa_scalar::adam_range;
+        default: return FASTADAM_KERNEL_OF(isa_scalar);
     }
 }
 
-template RangeKernel<float> range_kernel<float>(Isa);
-template RangeKernel<double> range_kernel<double>(Isa);
+template RangeKernel<float> range_kernel<float>(Isa, Sweep);
+template RangeKernel<double> range_kernel<double>(Isa, Sweep);
 
 }  // namespace fastadam

@@ -10,6 +10,8 @@
     namespace fastadam::ns {                                                            \
     void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end);  \
     void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end); \
+    void probe_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end); \
+    void probe_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end); \
     }
 
 FASTADAM_DECLARE_ISA(isa_scalar)
@@ -29,7 +31,9 @@ namespace fastadam {
 template <class T>
 using RangeKernel = void (*)(const AdamTensor<T>&, std::int64_t, std::int64_t);
 
+enum class Sweep { adam, bandwidth_probe };
+
 // The range kernel of an ISA; the caller has checked that the CPU supports it.
 template <class T>
-RangeKernel<T> range_kernel(Isa isa);
+RangeKernel<T> range_kernel(Isa isa, Sweep sweep);
 }  // namespace fastadam

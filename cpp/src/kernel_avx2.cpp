@@ -16,11 +16,4 @@ F32 sqrt_of(F32 a) { return F32::from(_mm256_sqrt_ps(a.r)); }
 F64 sqrt_of(F64 a) { return F64::from(_mm256_sqrt_pd(a.r)); }
 }  // namespace
 
-namespace fastadam::isa_avx2 {
-void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F32, L<float>>(t, begin, end);
-}
-void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F64, L<double>>(t, begin, end);
-}
-}  // namespace fastadam::isa_avx2
+FASTADAM_DEFINE_RANGE_KERNELS(isa_avx2, F32, F64, L<float>, L<double>)

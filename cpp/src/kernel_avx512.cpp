@@ -15,11 +15,4 @@ F32 sqrt_of(F32 a) { return F32::from(_mm512_sqrt_ps(a.r)); }
 F64 sqrt_of(F64 a) { return F64::from(_mm512_sqrt_pd(a.r)); }
 }  // namespace
 
-namespace fastadam::isa_avx512 {
-void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F32, L<float>>(t, begin, end);
-}
-void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F64, L<double>>(t, begin, end);
-}
-}  // namespace fastadam::isa_avx512
+FASTADAM_DEFINE_RANGE_KERNELS(isa_avx512, F32, F64, L<float>, L<double>)

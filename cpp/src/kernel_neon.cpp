@@ -16,11 +16,4 @@ F32 sqrt_of(F32 a) { return F32::from(vsqrtq_f32(a.r)); }
 F64 sqrt_of(F64 a) { return F64::from(vsqrtq_f64(a.r)); }
 }  // namespace
 
-namespace fastadam::isa_neon {
-void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F32, L<float>>(t, begin, end);
-}
-void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<F64, L<double>>(t, begin, end);
-}
-}  // namespace fastadam::isa_neon
+FASTADAM_DEFINE_RANGE_KERNELS(isa_neon, F32, F64, L<float>, L<double>)

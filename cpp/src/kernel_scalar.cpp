@@ -10,11 +10,4 @@ template <class T>
 using L = fastadam::simd::Lane<T, ScalarTag>;
 }  // namespace
 
-namespace fastadam::isa_scalar {
-void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<L<float>, L<float>>(t, begin, end);
-}
-void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end) {
-    loop::adam_range<L<double>, L<double>>(t, begin, end);
-}
-}  // namespace fastadam::isa_scalar
+FASTADAM_DEFINE_RANGE_KERNELS(isa_scalar, L<float>, L<double>, L<float>, L<double>)

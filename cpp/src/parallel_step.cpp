@@ -70,11 +70,11 @@ void run_part(void* context, int part, int parts) {
 }
 
 template <class T>
-void step(const AdamTensor<T>* tensors, std::size_t count) {
+void step(const AdamTensor<T>* tensors, std::size_t count, Sweep sweep) {
     std::int64_t total = 0;
     for (std::size_t i = 0; i < count; ++i) total += tensors[i].size;
     if (total == 0) return;
-    StepJob<T> job{tensors, count, total, range_kernel<T>(active_isa())};
+    StepJob<T> job{tensors, count, total, range_kernel<T>(active_isa(), sweep)};
     if (total < kParallelThreshold) {
         run_part<T>(&job, 0, 1);
         return;
@@ -87,8 +87,18 @@ void step(const AdamTensor<T>* tensors, std::size_t count) {
 
 }  // namespace
 
-void adam_step(const AdamTensor<float>* tensors, std::size_t count) { step(tensors, count); }
-void adam_step(const AdamTensor<double>* tensors, std::size_t count) { step(tensors, count); }
+void adam_step(const AdamTensor<float>* tensors, std::size_t count) {
+    step(tensors, count, Sweep::adam);
+}
+void adam_step(const AdamTensor<double>* tensors, std::size_t count) {
+    step(tensors, count, Sweep::adam);
+}
+void bandwidth_probe(const AdamTensor<float>* tensors, std::size_t count) {
+    step(tensors, count, Sweep::bandwidth_probe);
+}
+void bandwidth_probe(const AdamTensor<double>* tensors, std::size_t count) {
+    step(tensors, count, Sweep::bandwidth_probe);
+}
 
 int default_num_threads() {
     if (const char* env = std::getenv("FASTADAM_NUM_THREADS")) {

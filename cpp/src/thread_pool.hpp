@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -31,6 +32,7 @@ public:
 
 private:
     void worker_loop(int index);
+    void publish(std::uint64_t word);
 
     std::vector<std::thread> workers_;
     std::mutex run_mutex_;
@@ -40,8 +42,11 @@ private:
     // A worker reads both in one load, so a late worker can never pair one run's counter with
     // the next run's part count and run a part twice.
     std::atomic<std::uint64_t> generation_{0};
-    std::atomic<int> pending_{0};               // parts still running in workers
-    std::atomic<bool> stopping_{false};
+    std::atomic<int> pending_{0};  // parts still running in workers
+    std::atomic<int> sleepers_{0};  // workers blocked on wake_ (the caller skips notify when 0)
+    std::mutex sleep_mutex_;
+    std::condition_variable wake_;
+    static constexpr std::uint64_t kStopWord = ~std::uint64_t{0};
 };
 
 }  // namespace fastadam

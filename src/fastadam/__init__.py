@@ -29,8 +29,11 @@ from ._core import (
     set_num_threads,
 )
 from .config import show_config
+from .optim import Adam, AdamW
 
 __all__ = [
+    "Adam",
+    "AdamW",
     "adam_step",
     "adam_step_multi",
     "available_isas",

@@ -29,6 +29,11 @@ struct AdamTensor {
 void adam_step(const AdamTensor<float>* tensors, std::size_t count);
 void adam_step(const AdamTensor<double>* tensors, std::size_t count);
 
+// Adam's memory traffic without its math (p += g, m += g, v += g), split exactly like adam_step:
+// the machine's bandwidth for this access pattern, which benchmarks report the step against.
+void bandwidth_probe(const AdamTensor<float>* tensors, std::size_t count);
+void bandwidth_probe(const AdamTensor<double>* tensors, std::size_t count);
+
 // Instruction-set paths. `available_isas` lists those compiled into this build that this CPU
 // can run, best first; the best one is active until `set_isa` picks another.
 enum class Isa { scalar, avx2, avx512, neon };

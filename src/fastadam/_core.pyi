@@ -1,0 +1,67 @@
+"""Stubs of fastadam's compiled module (cpp/python/register_*.cpp)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import TypeAlias
+
+_FloatArray: TypeAlias = npt.NDArray[np.floating]
+
+# register_adam.cpp
+
+def adam_step(
+    param: _FloatArray,
+    grad: _FloatArray,
+    exp_avg: _FloatArray,
+    exp_avg_sq: _FloatArray,
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    max_exp_avg_sq: _FloatArray | None = None,
+    maximize: bool = False,
+    decoupled: bool = False,
+    bias_correction: bool = True,
+) -> None: ...
+def adam_step_multi(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    *,
+    steps: int | Sequence[int],
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    max_exp_avg_sqs: Sequence[_FloatArray] | None = None,
+    maximize: bool = False,
+    decoupled: bool = False,
+    bias_correction: bool = True,
+) -> None: ...
+def bandwidth_probe(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+) -> None: ...
+
+# register_runtime.cpp
+
+def available_isas() -> list[str]: ...
+def get_isa() -> str: ...
+def set_isa(name: str) -> None: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def default_num_threads() -> int: ...
+def zeros_state(shape: Sequence[int], dtype: np.dtype) -> _FloatArray: ...
+
+parallel_threshold: int
+built_with_avx2: bool
+built_with_avx512: bool
+built_with_neon: bool

@@ -1,0 +1,742 @@
+"""``Adam`` and ``AdamW`` for training loops on NumPy arrays, modelled on ``torch.optim``.
+
+The optimizers hold parameter groups and per-parameter state (``step``, ``exp_avg``,
+``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``) as ``torch.optim.Adam`` does, and update
+the parameters in place with one native call per parameter group and dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Optional, Union
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Adam", "AdamW"]
+
+_adam_step = _core.adam_step
+_adam_step_multi = _core.adam_step_multi
+_LIST_TYPES = (list, tuple)
+_zeros_state = _core.zeros_state
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_FORMAT = "fastadam.optim"
+_FORMAT_VERSION = 1
+
+ParamGroup = dict[str, Any]
+Params = Union[Iterable[np.ndarray], Iterable[ParamGroup]]
+Grads = Sequence[Optional[np.ndarray]]
+PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+def _check_param(p: object, name: str) -> np.ndarray:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(p).__name__}")
+    if p.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64 (native byte order), got {p.dtype}")
+    flags = p.flags
+    if not flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous: an update applied to a copy is lost")
+    if not flags.aligned:
+        raise ValueError(f"{name} must be aligned to its element size")
+    if not flags.writeable:
+        raise ValueError(f"{name} is read-only; the optimizer updates parameters in place")
+    return p
+
+
+def _check_grad(g: object, p: np.ndarray, name: str) -> None:
+    if not isinstance(g, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(g).__name__}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"{name} must have its parameter's dtype {p.dtype}, got {g.dtype}")
+    if g.shape != p.shape:
+        raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {g.shape}")
+    flags = g.flags
+    if not flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not flags.aligned:
+        raise ValueError(f"{name} must be aligned to its element size")
+
+
+def _span(a: np.ndarray) -> tuple[int, int]:
+    begin = a.__array_interface__["data"][0]
+    return begin, begin + a.nbytes
+
+
+def _check_no_overlap(spans: list[tuple[int, int, bool, Any]]) -> None:
+    """ValueError if a written span (begin, end, written, name) meets any other span."""
+    spans = sorted((s for s in spans if s[0] < s[1]), key=lambda s: s[0])
+    reach_any: tuple[int, int, bool, Any] | None = None
+    reach_written: tuple[int, int, bool, Any] | None = None
+    for s in spans:
+        clash = reach_any if s[2] else reach_written
+        if clash is not None and s[0] < clash[1]:
+            raise ValueError(f"{_label(s[3])} and {_label(clash[3])} share memory")
+        if reach_any is None or s[1] > reach_any[1]:
+            reach_any = s
+        if s[2] and (reach_written is None or s[1] > reach_written[1]):
+            reach_written = s
+
+
+def _label(name: Any) -> str:
+    """Names are built only for error messages: ("grads", i) or ("param", group, j)."""
+    if isinstance(name, str):
+        return name
+    if name[0] == "grads":
+        return f"grads[{name[1]}]"
+    return f"param_groups[{name[1]}]['params'][{name[2]}]"
+
+
+def _param_ok(p: Any) -> bool:
+    if not isinstance(p, np.ndarray) or p.dtype not in _FLOAT_DTYPES:
+        return False
+    flags = p.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable
+
+
+def _grad_ok(g: Any, p: np.ndarray) -> bool:
+    if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:
+        return False
+    flags = g.flags
+    return flags.c_contiguous and flags.aligned
+
+
+def _real(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a real number, got {value!r}") from None
+
+
+def _hyper(group: Mapping[str, Any]) -> dict[str, Any]:
+    """The native call's keyword arguments for a group, validated as torch.optim.Adam does."""
+    lr = _real(group["lr"], "lr")
+    eps = _real(group["eps"], "eps")
+    weight_decay = _real(group["weight_decay"], "weight_decay")
+    betas = group["betas"]
+    try:
+        if isinstance(betas, (str, bytes)):
+            raise TypeError
+        first, second = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+    beta1, beta2 = _real(first, "betas[0]"), _real(second, "betas[1]")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= beta1 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
+    if not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    return {
+        "lr": lr,
+        "betas": (beta1, beta2),
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "amsgrad": bool(group["amsgrad"]),
+        "maximize": bool(group["maximize"]),
+        "decoupled": bool(group["decoupled_weight_decay"]),
+        "bias_correction": bool(group["bias_correction"]),
+    }
+
+
+def _normalized(group: Mapping[str, Any]) -> dict[str, Any]:
+    """The group with its hyper-parameters validated and stored as plain Python values."""
+    h = _hyper(group)
+    out = dict(group)
+    out.update(
+        lr=h["lr"],
+        betas=h["betas"],
+        eps=h["eps"],
+        weight_decay=h["weight_decay"],
+        amsgrad=h["amsgrad"],
+        maximize=h["maximize"],
+        decoupled_weight_decay=h["decoupled"],
+        bias_correction=h["bias_correction"],
+    )
+    return out
+
+
+def _as_step(value: Any, name: str) -> int:
+    """A step count from an int, a float, a 0-d array or a torch tensor's ``.numpy()``."""
+    a = np.asarray(value)
+    if a.ndim != 0 or a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a number or a 0-d array, got {value!r}")
+    x = float(a)
+    if not (math.isfinite(x) and x >= 0 and x == int(x)):
+        raise ValueError(f"{name} must be a whole number >= 0, got {x}")
+    return int(x)
+
+
+def _step_value(step: int) -> np.ndarray:
+    # torch keeps 'step' as a 0-d float32 tensor; float64 beyond float32's exact integers.
+    return np.array(step, dtype=np.float32 if step < 2**24 else np.float64)
+
+
+def _copy_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.shape != p.shape:
+        raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {a.shape}")
+    out = _zeros_state(p.shape, p.dtype)
+    np.copyto(out, a, casting="same_kind")
+    return out
+
+
+class _Fast:
+    """What a step needs when one group of one dtype updates every parameter at one step count:
+    the lists handed to the native call, kept between steps."""
+
+    __slots__ = ("exp_avg_sqs", "exp_avgs", "group", "maxes", "states", "t")
+
+    def __init__(self, group: ParamGroup, states: list[dict[str, Any]], amsgrad: bool) -> None:
+        self.group = group
+        self.states = states
+        self.exp_avgs = [s["exp_avg"] for s in states]
+        self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        self.maxes = [s["max_exp_avg_sq"] for s in states] if amsgrad else None
+        self.t = states[0]["step"]
+
+
+class _StateView(Mapping):
+    """``opt.state[param]``: the live state dict of a parameter, looked up by identity."""
+
+    def __init__(self, opt: Adam) -> None:
+        self._opt = opt
+
+    def __getitem__(self, param: np.ndarray) -> dict[str, Any]:
+        entry = self._opt._state.get(id(param))
+        if entry is None or entry[0] is not param:
+            raise KeyError("this array has no optimizer state")
+        return entry[1]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (entry[0] for entry in self._opt._state.values())
+
+    def __len__(self) -> int:
+        return len(self._opt._state)
+
+
+class Adam:
+    """Adam (and, with ``decoupled_weight_decay=True``, AdamW) on NumPy arrays, in place.
+
+    Names, defaults, parameter groups and ``state_dict`` layout follow ``torch.optim.Adam``.
+
+    Parameters
+    ----------
+    params : iterable of numpy.ndarray, or iterable of dict
+        The arrays to optimize (C-contiguous, writable, float32 or float64; views into a larger
+        buffer are fine), or parameter groups: dicts with ``'params'`` and any hyper-parameters
+        that differ from the defaults.
+    lr : float
+        Learning rate (default 1e-3).
+    betas : tuple of float
+        Decay rates of the first and second moment estimates (default (0.9, 0.999)).
+    eps : float
+        Added to the denominator (default 1e-8).
+    weight_decay : float
+        L2 penalty added to the gradient (default 0), or decoupled decay with
+        ``decoupled_weight_decay``.
+    amsgrad : bool
+        Use the running maximum of the second moment (default False).
+    maximize : bool
+        Ascend instead of descend (default False).
+    bias_correction : bool
+        Divide the moments by ``1 - beta**step`` (default True).
+    decoupled_weight_decay : bool
+        Decay the parameters directly, as AdamW does (default False).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad hyper-parameter (torch's messages), a parameter that is not a writable,
+        C-contiguous float32/float64 ndarray, or a parameter given twice or sharing memory with
+        another.
+
+    Notes
+    -----
+    ``step(grads)`` updates the parameters with one native call per group and dtype. Change a
+    group's hyper-parameters (``opt.param_groups[0]['lr'] = x``) between steps freely; add
+    parameters with ``add_param_group``, not by editing a group's ``'params'`` list.
+    """
+
+    _decoupled_default = False
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        bias_correction: bool = True,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        self.defaults: dict[str, Any] = _normalized(
+            {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "maximize": maximize,
+                "bias_correction": bias_correction,
+                "decoupled_weight_decay": decoupled_weight_decay,
+            }
+        )
+        self.param_groups: list[ParamGroup] = []
+        # id(param) -> (param, state dict); keyed by identity as torch keys by tensor.
+        self._state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        self._fast: _Fast | None = None
+        self._spans: dict[int, tuple[np.ndarray, int, int]] = {}
+
+        if isinstance(params, (np.ndarray, str, bytes, Mapping)) or not isinstance(
+            params, Iterable
+        ):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of arrays or "
+                f"dicts, but got {type(params).__name__}"
+            )
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(_SET_MESSAGE)
+        groups: list[Any] = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        self._flat_input = not isinstance(groups[0], Mapping)
+        if self._flat_input:
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- parameter groups and state ------------------------------------------------------------
+
+    @property
+    def state(self) -> Mapping[np.ndarray, dict[str, Any]]:
+        """Per-parameter state (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``),
+        looked up by the parameter array itself: ``opt.state[param]``."""
+        self._fast = None  # the caller may replace state arrays; rebuild the cached lists
+        return _StateView(self)
+
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a parameter group (a dict with ``'params'``), as ``torch.optim.Adam`` does.
+
+        Hyper-parameters the group leaves out take the optimizer's defaults.
+        """
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("parameter group didn't specify a value of required parameter params")
+        params = param_group["params"]
+        if isinstance(params, np.ndarray):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(_SET_MESSAGE)
+        else:
+            params = list(params)
+        gi = len(self.param_groups)
+        names = [
+            f"params[{j}]" if self._flat_input and gi == 0 else _label(("param", gi, j))
+            for j in range(len(params))
+        ]
+        for p, name in zip(params, names):
+            _check_param(p, name)
+        ids = {id(p) for p in params}
+        if len(ids) != len(params):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        spans: list[tuple[int, int, bool, Any]] = [
+            (*self._span_of(p), True, ("param", i, j))
+            for i, g in enumerate(self.param_groups)
+            for j, p in enumerate(g["params"])
+        ]
+        spans += [(*_span(p), True, name) for p, name in zip(params, names)]
+        _check_no_overlap(spans)
+
+        group = dict(self.defaults)
+        group.update(param_group)
+        if type(self)._decoupled_default:
+            group["decoupled_weight_decay"] = True
+        group = _normalized(group)
+        group["params"] = params
+        self.param_groups.append(group)
+        self._fast = None
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def step(self, grads: Grads) -> None:
+        """Update every parameter in place from its gradient.
+
+        Parameters
+        ----------
+        grads : list or tuple of numpy.ndarray or None
+            One gradient per parameter, in parameter-group order (the order of
+            ``[p for g in opt.param_groups for p in g['params']]``), each of its parameter's
+            shape and dtype and C-contiguous. ``None`` leaves that parameter (and its state)
+            untouched this step.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Before any parameter or state is changed: a wrong number of gradients, a gradient of
+            the wrong type, dtype or shape, a bad hyper-parameter in a group.
+        """
+        fast = self._fast
+        if fast is not None:
+            group = fast.group
+            params = group["params"]
+            t = fast.t + 1
+            try:
+                # One group, one dtype, every state present: the native call validates every
+                # array and hyper-parameter before writing, so a failure here changed nothing
+                # and the general path below reports it in the optimizer's terms.
+                if len(params) == 1 and type(grads) in _LIST_TYPES and len(grads) == 1:
+                    # adam_step's arguments cost less to parse than adam_step_multi's lists.
+                    _adam_step(
+                        params[0],
+                        grads[0],  # type: ignore[arg-type]  # None: refused, general path
+                        fast.exp_avgs[0],
+                        fast.exp_avg_sqs[0],
+                        step=t,
+                        lr=group["lr"],
+                        betas=group["betas"],
+                        eps=group["eps"],
+                        weight_decay=group["weight_decay"],
+                        amsgrad=group["amsgrad"],
+                        max_exp_avg_sq=fast.maxes[0] if fast.maxes is not None else None,
+                        maximize=group["maximize"],
+                        decoupled=group["decoupled_weight_decay"],
+                        bias_correction=group["bias_correction"],
+                    )
+                else:
+                    _adam_step_multi(
+                        params,
+                        grads,  # type: ignore[arg-type]  # None: refused, general path
+                        fast.exp_avgs,
+                        fast.exp_avg_sqs,
+                        steps=t,
+                        lr=group["lr"],
+                        betas=group["betas"],
+                        eps=group["eps"],
+                        weight_decay=group["weight_decay"],
+                        amsgrad=group["amsgrad"],
+                        max_exp_avg_sqs=fast.maxes,
+                        maximize=group["maximize"],
+                        decoupled=group["decoupled_weight_decay"],
+                        bias_correction=group["bias_correction"],
+                    )
+            except (TypeError, ValueError, KeyError, IndexError):
+                pass
+            else:
+                fast.t = t
+                for s in fast.states:
+                    s["step"] = t
+                return
+        self._step_general(grads)
+
+    def _step_general(self, grads: Grads) -> None:
+        self._fast = None
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(
+                f"grads must be a list or tuple with one array (or None) per parameter, "
+                f"got {type(grads).__name__}"
+            )
+        groups = self.param_groups
+        n = sum(len(g["params"]) for g in groups)
+        if len(grads) != n:
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {n} parameters")
+        hypers = [_hyper(g) for g in groups]
+
+        # Validate everything, then create state, then update: a bad input changes nothing.
+        # (Names for messages are made only when something is wrong.)
+        calls = []  # (hyper, params, grads)
+        pairs = []
+        i = 0
+        for gi, group in enumerate(groups):
+            by_dtype: dict[np.dtype, tuple[list, list]] = {}
+            for j, p in enumerate(group["params"]):
+                g = grads[i]
+                if g is not None:
+                    if not _param_ok(p):
+                        _check_param(p, _label(("param", gi, j)))
+                    if not _grad_ok(g, p):
+                        _check_grad(g, p, f"grads[{i}]")
+                    ps, gs = by_dtype.setdefault(p.dtype, ([], []))
+                    ps.append(p)
+                    gs.append(g)
+                    pairs.append((p, g, gi, j, i))
+                i += 1
+            for ps, gs in by_dtype.values():
+                calls.append((hypers[gi], ps, gs))
+        if len(calls) > 1:
+            # Each native call checks overlap among its own arrays, before it writes; with more
+            # than one call, a later call's refusal would come after an earlier one's update.
+            spans: list[tuple[int, int, bool, Any]] = []
+            for p, g, gi, j, i in pairs:
+                spans.append((*self._span_of(p), True, ("param", gi, j)))
+                spans.append((*_span(g), False, ("grads", i)))
+            _check_no_overlap(spans)
+
+        created: list[tuple[int, str | None]] = []
+        prepared = []
+        for h, ps, gs in calls:
+            states = [self._state_of(p, h["amsgrad"], created) for p in ps]
+            prepared.append((h, ps, gs, states))
+        done = 0
+        try:
+            for h, ps, gs, states in prepared:
+                steps = [s["step"] + 1 for s in states]
+                _adam_step_multi(
+                    ps,
+                    gs,
+                    [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states],
+                    steps=steps,
+                    max_exp_avg_sqs=[s["max_exp_avg_sq"] for s in states] if h["amsgrad"] else None,
+                    **h,
+                )
+                for s, t in zip(states, steps):
+                    s["step"] = t
+                done += 1
+        except BaseException:
+            if done == 0:  # the native call refused before writing: forget the new state too
+                for key, name in reversed(created):
+                    if name is None:
+                        del self._state[key]
+                    else:
+                        del self._state[key][1][name]
+            raise
+
+        # Cache the lists for the next steps when the fast path's conditions hold.
+        if len(groups) == 1 and len(prepared) == 1:
+            h, ps, _, states = prepared[0]
+            if len(ps) == len(groups[0]["params"]) and all(
+                s["step"] == states[0]["step"] for s in states
+            ):
+                self._fast = _Fast(groups[0], states, h["amsgrad"])
+
+    def _span_of(self, p: np.ndarray) -> tuple[int, int]:
+        """A parameter's memory (begin, end), remembered: an array's memory never moves."""
+        entry = self._spans.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = self._spans[id(p)] = (p, *_span(p))
+        return entry[1], entry[2]
+
+    def _state_of(
+        self, p: np.ndarray, amsgrad: bool, created: list[tuple[int, str | None]]
+    ) -> dict[str, Any]:
+        """The state of ``p``, created (zeros) where missing; what was created goes on
+        ``created``."""
+        entry = self._state.get(id(p))
+        if entry is None or entry[0] is not p:
+            state: dict[str, Any] = {
+                "step": 0,
+                "exp_avg": _zeros_state(p.shape, p.dtype),
+                "exp_avg_sq": _zeros_state(p.shape, p.dtype),
+            }
+            self._state[id(p)] = (p, state)
+            created.append((id(p), None))
+        else:
+            state = entry[1]
+        if amsgrad and "max_exp_avg_sq" not in state:
+            # amsgrad switched on after state existed: the maximum starts from here.
+            state["max_exp_avg_sq"] = _zeros_state(p.shape, p.dtype)
+            created.append((id(p), "max_exp_avg_sq"))
+        return state
+
+    # -- state_dict ----------------------------------------------------------------------------
+
+    def _params(self) -> list[np.ndarray]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state in ``torch.optim.Adam``'s layout, as copies.
+
+        ``{'state': {index: {'step', 'exp_avg', 'exp_avg_sq'[, 'max_exp_avg_sq']}},
+        'param_groups': [{...hyper-parameters..., 'params': [index, ...]}]}`` where an index
+        counts parameters across groups in order. ``step`` is a 0-d float32 array as torch keeps
+        it; arrays are copies, so later steps do not change a saved dict. Convert the arrays with
+        ``torch.from_numpy`` to load it into ``torch.optim.Adam``.
+        """
+        groups = []
+        state = {}
+        k = 0
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = list(range(k, k + len(group["params"])))
+            groups.append(packed)
+            for p in group["params"]:
+                entry = self._state.get(id(p))
+                if entry is not None and entry[0] is p:
+                    s = entry[1]
+                    out: dict[str, Any] = {"step": _step_value(s["step"])}
+                    for key in _STATE_ARRAYS:
+                        if key in s:
+                            out[key] = s[key].copy()
+                    state[k] = out
+                k += 1
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a ``state_dict()`` of this class or of ``torch.optim.Adam``/``AdamW``.
+
+        Parameters are matched by position, as torch does. Arrays (NumPy, or anything
+        ``numpy.asarray`` takes, such as CPU tensors) are copied into fresh state arrays of each
+        parameter's dtype; ``step`` may be an int, a float or a 0-d array. Everything is checked
+        before anything changes.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        by_index: dict[int, np.ndarray] = {}
+        new_groups = []
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            saved_params = list(saved["params"])
+            if len(saved_params) != len(group["params"]):
+                raise ValueError(
+                    f"loaded state dict's parameter group {gi} has {len(saved_params)} "
+                    f"parameters, the optimizer's has {len(group['params'])}"
+                )
+            for index, p in zip(saved_params, group["params"]):
+                by_index[int(index)] = p
+            new = dict(self.defaults)
+            new.update((key, value) for key, value in saved.items() if key != "params")
+            if type(self)._decoupled_default:
+                new["decoupled_weight_decay"] = True  # as torch.optim.AdamW does on load
+            new = _normalized(new)
+            new["params"] = group["params"]
+            new_groups.append(new)
+
+        new_state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        for key, saved in state_dict["state"].items():
+            index = int(key)
+            if index not in by_index:
+                raise ValueError(f"state[{key!r}] names no parameter of this optimizer")
+            p = by_index[index]
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"state[{index}] must be a dict, got {type(saved).__name__}")
+            s: dict[str, Any] = {"step": _as_step(saved.get("step"), f"state[{index}]['step']")}
+            for name in _STATE_ARRAYS:
+                if name in saved:
+                    s[name] = _copy_state(saved[name], p, f"state[{index}][{name!r}]")
+                elif name != "max_exp_avg_sq":
+                    raise ValueError(f"state[{index}] has no {name!r}")
+            new_state[id(p)] = (p, s)
+
+        for group, new in zip(self.param_groups, new_groups):
+            group.clear()  # in place: code holding a group (an lr schedule) keeps working
+            group.update(new)
+        self._state = new_state
+        self._fast = None
+
+    # -- .npz checkpoints ----------------------------------------------------------------------
+
+    def save(self, file: PathOrFile) -> None:
+        """Write ``state_dict()`` to a ``.npz`` file (at exactly this path) that loads without
+        pickle. Hyper-parameters travel as JSON, so extra group entries must be JSON values."""
+        sd = self.state_dict()
+        arrays: dict[str, Any] = {}
+        state_meta = {}
+        for index, s in sd["state"].items():
+            state_meta[str(index)] = int(s["step"])
+            for name in _STATE_ARRAYS:
+                if name in s:
+                    arrays[f"state.{index}.{name}"] = s[name]
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "class": type(self).__name__,
+            "param_groups": sd["param_groups"],
+            "steps": state_meta,
+        }
+        try:
+            text = json.dumps(meta, allow_nan=True)
+        except TypeError as exc:
+            raise TypeError(f"a parameter group holds a value JSON cannot store: {exc}") from None
+        arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            np.savez(file, **arrays)
+
+    def load(self, file: PathOrFile) -> None:
+        """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it."""
+        with np.load(file, allow_pickle=False) as npz:
+            if "meta" not in npz.files:
+                raise ValueError("not a fastadam optimizer checkpoint (no 'meta' entry)")
+            meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+                raise ValueError("not a fastadam optimizer checkpoint of a known version")
+            state = {}
+            for index, step in meta["steps"].items():
+                s: dict[str, Any] = {"step": step}
+                for name in _STATE_ARRAYS:
+                    key = f"state.{index}.{name}"
+                    if key in npz.files:
+                        s[name] = npz[key]
+                state[int(index)] = s
+        self.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(group):
+                if key != "params":
+                    lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``): default weight_decay 1e-2.
+
+    Same parameters as ``Adam``; every group has ``decoupled_weight_decay=True``.
+    """
+
+    _decoupled_default = True
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        bias_correction: bool = True,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            bias_correction=bias_correction,
+            decoupled_weight_decay=True,
+        )
+
+
+_SET_MESSAGE = (
+    "optimizer parameters need to be organized in ordered collections, but the ordering of "
+    "arrays in sets will change between runs. Please use a list instead."
+)
