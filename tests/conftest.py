@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 import zlib
 
 import numpy as np
@@ -16,20 +15,9 @@ import fastadam
 # replays a run.
 SEED = int(os.environ.get("FASTADAM_TEST_SEED", secrets.randbits(32)))
 
-# Workaround for a thread-pool start-up race (tested in test_config.py, see
-# test_first_parallel_call_after_new_pool_completes): a worker thread reads the pool's
-# generation counter only once it is running, so a step issued right after the pool is created
-# (lazily by the first large call, or by set_num_threads) can be missed by that worker and the
-# caller spins forever. Waiting briefly after creating a pool lets its workers start.
-POOL_SETTLE_S = 0.1
-
-
 def set_threads(n: int) -> None:
-    """set_num_threads, then give a new pool's workers time to start (see POOL_SETTLE_S)."""
-    changed = fastadam.get_num_threads() != n
+    """set_num_threads (kept as a helper so tests read the same everywhere)."""
     fastadam.set_num_threads(n)
-    if changed:
-        time.sleep(POOL_SETTLE_S)
 
 
 def pytest_report_header(config):
@@ -46,13 +34,6 @@ def pytest_report_header(config):
         f"{fastadam._core.parallel_threshold}); {torch_text}",
         f"random seed {SEED} (replay with FASTADAM_TEST_SEED={SEED})",
     ]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _started_thread_pool():
-    """Create the default pool once and let its workers start (see POOL_SETTLE_S)."""
-    fastadam.get_num_threads()
-    time.sleep(POOL_SETTLE_S)
 
 
 @pytest.fixture

@@ -783,15 +783,18 @@ def run_side_by_side(torch, cls_name, dtype, kwargs, grad_fn, x0, steps=200):
     return trajectory
 
 
-def check_trajectory(trajectory, dtype):
+def check_trajectory(trajectory, dtype, near_zero):
     ours = np.array([a for a, _ in trajectory])
     theirs = np.array([b for _, b in trajectory])
     rtol = RTOL[dtype]
-    # torch rounds differently (lerp for exp_avg, its own operation order), so the two differ by
-    # a few ulps of the trajectory's scale. An element passing near zero is judged against that
-    # scale rather than itself: its own relative error is unbounded (measured: float32 4e-5 at
-    # |x| ~ 2e-3, float64 1e-10 at |x| ~ 1e-6, both absolute errors of a few ulps of 1).
-    atol = rtol * np.max(np.abs(theirs))
+    atol = 0.0
+    if near_zero:
+        # torch rounds differently (lerp for exp_avg, its own operation order), so the two
+        # differ by a few ulps of the trajectory's scale, and an element passing near zero is
+        # judged against that scale: its own relative error is unbounded. Measured here: the
+        # largest |difference| / max|x| is 4.9e-7 (float32) and 4.8e-16 (float64), while
+        # elementwise relative errors reach 7e-2 and 1e-10 at elements crossing zero.
+        atol = rtol * np.max(np.abs(theirs))
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
 
 
@@ -804,7 +807,8 @@ def test_200_step_trajectory_matches_torch(problem, cls_name, dtype, config):
     kwargs = dict(TORCH_CONFIGS[config], lr=1e-2 if problem == "quadratic" else 1e-3)
     grad_fn, x0 = quadratic(40, 7) if problem == "quadratic" else bowl()
     trajectory = run_side_by_side(torch, cls_name, dtype, kwargs, grad_fn, x0)
-    check_trajectory(trajectory, dtype)
+    # The bowl from (0.8, -0.9) at lr 1e-3 stays away from zero: rtol alone, element by element.
+    check_trajectory(trajectory, dtype, near_zero=problem == "quadratic")
 
 
 def test_torch_model_trained_side_by_side_50_steps():

@@ -388,7 +388,7 @@ def max_exp_avg_sqs_last_none(rng):
     states = fresh_sets(rng, amsgrad=True)
     c = multi(states)
     c.kwargs["max_exp_avg_sqs"][-1] = None
-    return c, ValueError, "max_exp_avg_sqs[2]"
+    return c, TypeError, "max_exp_avg_sqs[2]"
 
 
 @case(MULTI)

@@ -94,15 +94,33 @@ void check_no_overlap(const std::vector<ArrayView>& arrays) {
     }
 }
 
+namespace {
+void require(bool ok, const char* what, double value) {
+    if (!ok) throw py::value_error(std::string(what) + ", got " + number_text(value));
+}
+}  // namespace
+
 void check_hyper(const AdamHyper& h) {
-    auto require = [](bool ok, const char* what, double value) {
-        if (!ok) throw py::value_error(std::string(what) + ", got " + number_text(value));
-    };
     require(h.lr >= 0.0, "lr must be >= 0", h.lr);
     require(h.eps >= 0.0, "eps must be >= 0", h.eps);
     require(h.beta1 >= 0.0 && h.beta1 < 1.0, "betas[0] must be in [0, 1)", h.beta1);
     require(h.beta2 >= 0.0 && h.beta2 < 1.0, "betas[1] must be in [0, 1)", h.beta2);
     require(h.weight_decay >= 0.0, "weight_decay must be >= 0", h.weight_decay);
+}
+
+void check_hyper(const SgdHyper& h) {
+    require(h.lr >= 0.0, "lr must be >= 0", h.lr);
+    require(h.momentum >= 0.0, "momentum must be >= 0", h.momentum);
+    require(h.weight_decay >= 0.0, "weight_decay must be >= 0", h.weight_decay);
+    if (h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0))
+        throw py::value_error("nesterov=True requires momentum > 0 and dampening == 0");
+}
+
+void check_hyper(const AdagradHyper& h) {
+    require(h.lr >= 0.0, "lr must be >= 0", h.lr);
+    require(h.lr_decay >= 0.0, "lr_decay must be >= 0", h.lr_decay);
+    require(h.weight_decay >= 0.0, "weight_decay must be >= 0", h.weight_decay);
+    require(h.eps >= 0.0, "eps must be >= 0", h.eps);
 }
 
 void check_step(std::int64_t step, const std::string& name) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fastadam/adam_math.hpp"
+#include "fastadam/kernels.hpp"
 
 namespace fastadam::python {
 
@@ -37,6 +37,8 @@ void check_no_overlap(const std::vector<ArrayView>& arrays);
 
 // Raises ValueError naming the offending hyper-parameter (rules of torch.optim.Adam).
 void check_hyper(const AdamHyper& h);
+void check_hyper(const SgdHyper& h);
+void check_hyper(const AdagradHyper& h);
 void check_step(std::int64_t step, const std::string& name);
 
 std::vector<py::ssize_t> shape_of(const py::array& a);

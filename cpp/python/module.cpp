@@ -4,5 +4,7 @@
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastadam's compiled kernels (use the fastadam package, not this module)";
     fastadam::python::register_adam(m);
+    fastadam::python::register_sgd(m);
+    fastadam::python::register_adagrad(m);
     fastadam::python::register_runtime(m);
 }

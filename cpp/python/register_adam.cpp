@@ -1,54 +1,39 @@
-// Bindings of the Adam kernels: adam_step (one parameter set) and adam_step_multi (a list of
-// sets in one native call). Validate everything, then release the GIL and run the kernel.
-#include <optional>
+// Bindings of the Adam kernels: adam_step (one parameter set), adam_step_multi (a list of sets
+// in one native call) and the bandwidth probe. Validate everything, release the GIL, run.
 #include <utility>
 
-#include "array_checks.hpp"
 #include "fastadam/kernels.hpp"
+#include "param_sets.hpp"
 #include "register.hpp"
 
 namespace fastadam::python {
 
 namespace {
 
-// The arrays of one parameter set, as Python objects, before validation.
-struct ParamSet {
-    py::handle param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq;  // max_exp_avg_sq may be None
-    std::int64_t step;
-};
-
-struct Names {
-    bool multi;
-    std::string operator()(const char* single, const char* plural, std::size_t i) const {
-        return multi ? std::string(plural) + "[" + std::to_string(i) + "]" : std::string(single);
-    }
-};
-
-template <class T>
-T* data_of(const py::array& a) {
-    return static_cast<T*>(const_cast<void*>(a.data()));
-}
+const std::vector<Role> kAdamRoles = {{"param", "params", true},
+                                      {"grad", "grads", false},
+                                      {"exp_avg", "exp_avgs", true},
+                                      {"exp_avg_sq", "exp_avg_sqs", true},
+                                      {"max_exp_avg_sq", "max_exp_avg_sqs", true}};
 
 // What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
 enum class Kernel { adam, bandwidth_probe };
 
 template <class T>
-void run_kernel(const std::vector<ArrayView>& views, const std::vector<ParamSet>& sets,
-                const AdamHyper& hyper, Kernel kernel) {
-    const std::size_t per_set = hyper.amsgrad ? 5 : 4;
-    std::vector<AdamTensor<T>> tensors(sets.size());
-    for (std::size_t i = 0; i < sets.size(); ++i) {
-        const ArrayView* v = &views[i * per_set];
+void run_kernel(const CheckedSets& sets, const AdamHyper& hyper,
+                const std::vector<std::int64_t>& steps, Kernel kernel) {
+    std::vector<AdamTensor<T>> tensors(sets.count());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
         auto& t = tensors[i];
-        t.param = data_of<T>(v[0].array);
-        t.grad = data_of<T>(v[1].array);
-        t.exp_avg = data_of<T>(v[2].array);
-        t.exp_avg_sq = data_of<T>(v[3].array);
-        t.max_exp_avg_sq = hyper.amsgrad ? data_of<T>(v[4].array) : nullptr;
-        t.size = static_cast<std::int64_t>(v[0].array.size());
-        t.scalars = make_scalars(hyper, sets[i].step);
+        t.param = sets.data<T>(i, 0);
+        t.grad = sets.data<T>(i, 1);
+        t.exp_avg = sets.data<T>(i, 2);
+        t.exp_avg_sq = sets.data<T>(i, 3);
+        t.max_exp_avg_sq = hyper.amsgrad ? sets.data<T>(i, 4) : nullptr;
+        t.size = sets.size(i);
+        t.scalars = make_scalars(hyper, steps[i]);
     }
-    // Safe without the GIL: the kernel touches only raw buffers, and `views` holds a reference
+    // Safe without the GIL: the kernel touches only raw buffers, and `sets` holds a reference
     // to every array until it returns.
     py::gil_scoped_release release;
     if (kernel == Kernel::adam)
@@ -57,43 +42,20 @@ void run_kernel(const std::vector<ArrayView>& views, const std::vector<ParamSet>
         bandwidth_probe(tensors.data(), tensors.size());
 }
 
-void run(const std::vector<ParamSet>& sets, const AdamHyper& hyper, Names name,
-         Kernel kernel = Kernel::adam) {
+// Validates the hyper-parameters, steps and every array, then runs. `sets[i]` holds param,
+// grad, exp_avg, exp_avg_sq and, with amsgrad, max_exp_avg_sq.
+void run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hyper,
+         const std::vector<std::int64_t>& steps, bool multi, Kernel kernel = Kernel::adam) {
     check_hyper(hyper);
-    std::vector<ArrayView> views;
-    views.reserve(sets.size() * 5);
-    std::optional<Dtype> dtype;
-    for (std::size_t i = 0; i < sets.size(); ++i) {
-        const ParamSet& s = sets[i];
-        check_step(s.step, name("step", "steps", i));
-        const Dtype d = param_dtype(s.param, name("param", "params", i));
-        if (dtype && d != *dtype)
-            throw py::type_error(name("param", "params", i) + " has another dtype than " +
-                                 name("param", "params", 0) + ": one call updates one dtype");
-        dtype = d;
-        auto param = py::reinterpret_borrow<py::array>(s.param);
-        const auto shape = shape_of(param);
-        auto add = [&](py::handle obj, const char* single, const char* plural, bool written) {
-            const std::string n = name(single, plural, i);
-            views.push_back({check_array(obj, n, written, d, shape), n, written});
-        };
-        add(s.param, "param", "params", true);
-        add(s.grad, "grad", "grads", false);
-        add(s.exp_avg, "exp_avg", "exp_avgs", true);
-        add(s.exp_avg_sq, "exp_avg_sq", "exp_avg_sqs", true);
-        if (hyper.amsgrad) {
-            if (s.max_exp_avg_sq.is_none())
-                throw py::value_error(name("max_exp_avg_sq", "max_exp_avg_sqs", i) +
-                                      " is required when amsgrad=True");
-            add(s.max_exp_avg_sq, "max_exp_avg_sq", "max_exp_avg_sqs", true);
-        }
-    }
-    check_no_overlap(views);
-    if (!dtype) return;
-    if (*dtype == Dtype::float32)
-        run_kernel<float>(views, sets, hyper, kernel);
+    for (std::size_t i = 0; i < steps.size(); ++i)
+        check_step(steps[i], argument_name("step", "steps", i, multi));
+    const std::vector<Role> roles(kAdamRoles.begin(), kAdamRoles.begin() + (hyper.amsgrad ? 5 : 4));
+    const CheckedSets checked = check_sets(sets, roles, multi);
+    if (checked.count() == 0) return;
+    if (checked.dtype == Dtype::float32)
+        run_kernel<float>(checked, hyper, steps, kernel);
     else
-        run_kernel<double>(views, sets, hyper, kernel);
+        run_kernel<double>(checked, hyper, steps, kernel);
 }
 
 AdamHyper make_hyper(double lr, std::pair<double, double> betas, double eps, double weight_decay,
@@ -112,62 +74,39 @@ AdamHyper make_hyper(double lr, std::pair<double, double> betas, double eps, dou
 }
 
 void adam_step_one(py::object param, py::object grad, py::object exp_avg, py::object exp_avg_sq,
-                   std::int64_t step, double lr, std::pair<double, double> betas, double eps,
+                   py::object step, double lr, std::pair<double, double> betas, double eps,
                    double weight_decay, bool amsgrad, py::object max_exp_avg_sq, bool maximize,
                    bool decoupled, bool bias_correction) {
     const AdamHyper h =
         make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
+    if (amsgrad && max_exp_avg_sq.is_none())
+        throw py::value_error("max_exp_avg_sq is required when amsgrad=True");
     if (!amsgrad && !max_exp_avg_sq.is_none())
         throw py::value_error("max_exp_avg_sq is only used with amsgrad=True");
-    run({{param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step}}, h, Names{false});
+    run({{param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq}}, h, int_per_set(step, "step", 1),
+        false);
 }
 
-std::vector<py::object> as_list(const py::object& obj, const char* name) {
-    if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) ||
-        py::isinstance<py::array>(obj))
-        throw py::type_error(std::string(name) + " must be a list or tuple");
-    std::vector<py::object> out;
-    for (auto item : py::reinterpret_borrow<py::sequence>(obj))
-        out.push_back(py::reinterpret_borrow<py::object>(item));
-    return out;
-}
-
-// as_list, and the list must be as long as params.
-std::vector<py::object> as_list(const py::object& obj, const char* name, std::size_t size) {
-    auto out = as_list(obj, name);
-    if (out.size() != size)
-        throw py::value_error(std::string(name) + " has " + std::to_string(out.size()) +
-                              " entries but params has " + std::to_string(size));
-    return out;
-}
-
-std::vector<ParamSet> param_sets(py::object params, py::object grads, py::object exp_avgs,
-                                 py::object exp_avg_sqs, py::object steps, bool amsgrad,
-                                 py::object max_exp_avg_sqs) {
-    const auto p = as_list(params, "params");
-    const auto g = as_list(grads, "grads", p.size());
-    const auto m = as_list(exp_avgs, "exp_avgs", p.size());
-    const auto v = as_list(exp_avg_sqs, "exp_avg_sqs", p.size());
-    std::vector<py::object> vmax(p.size(), py::none());
-    if (amsgrad) {
-        if (max_exp_avg_sqs.is_none())
-            throw py::value_error("max_exp_avg_sqs is required when amsgrad=True");
-        vmax = as_list(max_exp_avg_sqs, "max_exp_avg_sqs", p.size());
-    } else if (!max_exp_avg_sqs.is_none()) {
+// The sets of a multi call from its aligned lists (max_exp_avg_sqs only with amsgrad).
+std::vector<std::vector<py::handle>> adam_sets(const std::vector<py::object>& params,
+                                               py::handle grads, py::handle exp_avgs,
+                                               py::handle exp_avg_sqs, bool amsgrad,
+                                               py::handle max_exp_avg_sqs,
+                                               std::vector<py::object>& keep_alive) {
+    const std::size_t n = params.size();
+    if (amsgrad && max_exp_avg_sqs.is_none())
+        throw py::value_error("max_exp_avg_sqs is required when amsgrad=True");
+    if (!amsgrad && !max_exp_avg_sqs.is_none())
         throw py::value_error("max_exp_avg_sqs is only used with amsgrad=True");
+    const std::vector<std::vector<py::object>> lists = {
+        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
+        as_list(exp_avg_sqs, "exp_avg_sqs", n),
+        amsgrad ? as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n) : std::vector<py::object>(n)};
+    std::vector<std::vector<py::handle>> sets(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        sets[i] = {params[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i]};
+        for (const auto& list : lists) keep_alive.push_back(list[i]);
     }
-    std::vector<std::int64_t> step_list(p.size());
-    const bool one_step = py::isinstance<py::int_>(steps);
-    const auto step_objects = one_step ? std::vector<py::object>(p.size(), steps)
-                                       : as_list(steps, "steps", p.size());
-    for (std::size_t i = 0; i < p.size(); ++i) {
-        if (!py::isinstance<py::int_>(step_objects[i]))
-            throw py::type_error("steps must be an int or a list of ints");
-        step_list[i] = step_objects[i].cast<std::int64_t>();
-    }
-    std::vector<ParamSet> sets(p.size());
-    for (std::size_t i = 0; i < p.size(); ++i)
-        sets[i] = {p[i], g[i], m[i], v[i], vmax[i], step_list[i]};
     return sets;
 }
 
@@ -178,14 +117,18 @@ void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
                      bool bias_correction) {
     const AdamHyper h =
         make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
-    run(param_sets(params, grads, exp_avgs, exp_avg_sqs, steps, amsgrad, max_exp_avg_sqs), h,
-        Names{true});
+    const auto p = as_list(params, "params");
+    std::vector<py::object> keep_alive;
+    const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, amsgrad, max_exp_avg_sqs, keep_alive);
+    run(sets, h, int_per_set(steps, "steps", p.size()), true);
 }
 
 void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_avgs,
                            py::object exp_avg_sqs) {
-    run(param_sets(params, grads, exp_avgs, exp_avg_sqs, py::int_(1), false, py::none()),
-        AdamHyper{}, Names{true}, Kernel::bandwidth_probe);
+    const auto p = as_list(params, "params");
+    std::vector<py::object> keep_alive;
+    const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, false, py::none(), keep_alive);
+    run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, Kernel::bandwidth_probe);
 }
 
 }  // namespace

@@ -56,21 +56,6 @@ void register_runtime(py::module_& m) {
     m.def("zeros_state", &zeros_state, "shape"_a, "dtype"_a,
           "Zeroed array for optimizer state: 64-byte aligned; from 2 MiB up, 2 MiB aligned and "
           "advised for transparent huge pages.");
-#if defined(FASTADAM_HAVE_AVX2)
-    m.attr("built_with_avx2") = true;
-#else
-    m.attr("built_with_avx2") = false;
-#endif
-#if defined(FASTADAM_HAVE_AVX512)
-    m.attr("built_with_avx512") = true;
-#else
-    m.attr("built_with_avx512") = false;
-#endif
-#if defined(FASTADAM_HAVE_NEON)
-    m.attr("built_with_neon") = true;
-#else
-    m.attr("built_with_neon") = false;
-#endif
 }
 
 }  // namespace fastadam::python

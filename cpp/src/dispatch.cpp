@@ -2,6 +2,7 @@
 // build host's), and lets callers force another one.
 #include <atomic>
 #include <stdexcept>
+#include <type_traits>
 
 #include "fastadam/kernels.hpp"
 #include "isa_kernels.hpp"
@@ -82,26 +83,39 @@ std::size_t simd_width_bytes(Isa isa) {
     }
 }
 
-#define FASTADAM_KERNEL_OF(ns) \
-    (sweep == Sweep::adam ? RangeKernel<T>(&ns::adam_range) : RangeKernel<T>(&ns::probe_range))
+// Probe kernels exist for AdamTensor only (Adam's access pattern is the one benchmarked).
+template <class Tensor>
+RangeKernel<Tensor> pick(RangeKernel<Tensor> update, RangeKernel<Tensor> probe, Sweep sweep) {
+    return sweep == Sweep::update ? update : probe;
+}
 
-template <class T>
-RangeKernel<T> range_kernel(Isa isa, Sweep sweep) {
+#define FASTADAM_KERNEL_OF(ns)                                                                \
+    if constexpr (std::is_same_v<Tensor, AdamTensor<typename Tensor::value_type>>)          \
+        return pick<Tensor>(&ns::update_range, &ns::probe_range, sweep);                      \
+    else                                                                                      \
+        return &ns::update_range
+
+template <class Tensor>
+RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep) {
     switch (isa) {
 #if defined(FASTADAM_HAVE_AVX2)
-        case Isa::avx2: return FASTADAM_KERNEL_OF(isa_avx2);
+        case Isa::avx2: FASTADAM_KERNEL_OF(isa_avx2);
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
-        case Isa::avx512: return FASTADAM_KERNEL_OF(isa_avx512);
+        case Isa::avx512: FASTADAM_KERNEL_OF(isa_avx512);
 #endif
 #if defined(FASTADAM_HAVE_NEON)
-        case Isa::neon: return FASTADAM_KERNEL_OF(isa_neon);
+        case Isa::neon: FASTADAM_KERNEL_OF(isa_neon);
 #endif
-        default: return FASTADAM_KERNEL_OF(isa_scalar);
+        default: FASTADAM_KERNEL_OF(isa_scalar);
     }
 }
 
-template RangeKernel<float> range_kernel<float>(Isa, Sweep);
-template RangeKernel<double> range_kernel<double>(Isa, Sweep);
+template RangeKernel<AdamTensor<float>> range_kernel(Isa, Sweep);
+template RangeKernel<AdamTensor<double>> range_kernel(Isa, Sweep);
+template RangeKernel<SgdTensor<float>> range_kernel(Isa, Sweep);
+template RangeKernel<SgdTensor<double>> range_kernel(Isa, Sweep);
+template RangeKernel<AdagradTensor<float>> range_kernel(Isa, Sweep);
+template RangeKernel<AdagradTensor<double>> range_kernel(Isa, Sweep);
 
 }  // namespace fastadam

@@ -1,17 +1,24 @@
 // Per-ISA range kernels, each defined in its own translation unit (kernel_<isa>.cpp) that is
-// compiled with that ISA's flags. Only dispatch.cpp calls them, after checking the CPU.
+// compiled with that ISA's flags (FASTADAM_DEFINE_RANGE_KERNELS in update_loop.hpp). Only
+// dispatch.cpp calls them, after checking the CPU.
 #pragma once
 
 #include <cstdint>
 
 #include "fastadam/kernels.hpp"
 
-#define FASTADAM_DECLARE_ISA(ns)                                                        \
-    namespace fastadam::ns {                                                            \
-    void adam_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end);  \
-    void adam_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end); \
-    void probe_range(const AdamTensor<float>& t, std::int64_t begin, std::int64_t end); \
-    void probe_range(const AdamTensor<double>& t, std::int64_t begin, std::int64_t end); \
+#define FASTADAM_DECLARE_RANGE(name, Tensor) \
+    void name(const Tensor& t, std::int64_t begin, std::int64_t end);
+#define FASTADAM_DECLARE_ISA(ns)                                  \
+    namespace fastadam::ns {                                      \
+    FASTADAM_DECLARE_RANGE(update_range, AdamTensor<float>)       \
+    FASTADAM_DECLARE_RANGE(update_range, AdamTensor<double>)      \
+    FASTADAM_DECLARE_RANGE(update_range, SgdTensor<float>)        \
+    FASTADAM_DECLARE_RANGE(update_range, SgdTensor<double>)       \
+    FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<float>)    \
+    FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<double>)   \
+    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<float>)        \
+    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<double>)       \
     }
 
 FASTADAM_DECLARE_ISA(isa_scalar)
@@ -26,14 +33,17 @@ FASTADAM_DECLARE_ISA(isa_neon)
 #endif
 
 #undef FASTADAM_DECLARE_ISA
+#undef FASTADAM_DECLARE_RANGE
 
 namespace fastadam {
-template <class T>
-using RangeKernel = void (*)(const AdamTensor<T>&, std::int64_t, std::int64_t);
 
-enum class Sweep { adam, bandwidth_probe };
+template <class Tensor>
+using RangeKernel = void (*)(const Tensor&, std::int64_t, std::int64_t);
 
-// The range kernel of an ISA; the caller has checked that the CPU supports it.
-template <class T>
-RangeKernel<T> range_kernel(Isa isa, Sweep sweep);
+enum class Sweep { update, bandwidth_probe };
+
+// The range kernel of an ISA for one tensor type; the caller has checked the CPU supports it.
+template <class Tensor>
+RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep);
+
 }  // namespace fastadam

@@ -2,7 +2,7 @@
 // not used, so results are bitwise identical to the scalar and AVX-512 paths.
 #include <immintrin.h>
 
-#include "adam_loop.hpp"
+#include "update_loop.hpp"
 #include "isa_kernels.hpp"
 #include "simd.hpp"
 

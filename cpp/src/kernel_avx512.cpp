@@ -1,7 +1,7 @@
 // AVX-512 path: 16 floats / 8 doubles per zmm register. Built with -mavx512f.
 #include <immintrin.h>
 
-#include "adam_loop.hpp"
+#include "update_loop.hpp"
 #include "isa_kernels.hpp"
 #include "simd.hpp"
 

@@ -2,7 +2,7 @@
 // aarch64 CPU, so this path needs no extra flags.
 #include <arm_neon.h>
 
-#include "adam_loop.hpp"
+#include "update_loop.hpp"
 #include "isa_kernels.hpp"
 #include "simd.hpp"
 

@@ -1,6 +1,6 @@
 // Portable path: one element at a time (built with -fno-tree-vectorize so it stays scalar and
 // serves as the baseline the SIMD paths are checked against).
-#include "adam_loop.hpp"
+#include "update_loop.hpp"
 #include "isa_kernels.hpp"
 #include "simd.hpp"
 

@@ -34,19 +34,21 @@ std::shared_ptr<ThreadPool> get_pool() {
     return pool;
 }
 
-template <class T>
+template <class Tensor>
 struct StepJob {
-    const AdamTensor<T>* tensors;
+    const Tensor* tensors;
     std::size_t count;
     std::int64_t total;
-    RangeKernel<T> kernel;
+    RangeKernel<Tensor> kernel;
 };
 
 // Where the global element index `g` falls, as (tensor, offset), with the offset rounded down to
 // a cache line so that no two threads write the same line.
-template <class T>
-void locate(const StepJob<T>& job, std::int64_t g, std::size_t& tensor, std::int64_t& offset) {
-    constexpr std::int64_t line = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+template <class Tensor>
+void locate(const StepJob<Tensor>& job, std::int64_t g, std::size_t& tensor,
+            std::int64_t& offset) {
+    constexpr std::int64_t line =
+        kCacheLineBytes / static_cast<std::int64_t>(sizeof(typename Tensor::value_type));
     tensor = 0;
     while (tensor < job.count && g >= job.tensors[tensor].size) {
         g -= job.tensors[tensor].size;
@@ -55,9 +57,9 @@ void locate(const StepJob<T>& job, std::int64_t g, std::size_t& tensor, std::int
     offset = g - g % line;
 }
 
-template <class T>
+template <class Tensor>
 void run_part(void* context, int part, int parts) {
-    const auto& job = *static_cast<const StepJob<T>*>(context);
+    const auto& job = *static_cast<const StepJob<Tensor>*>(context);
     std::size_t t0, t1;
     std::int64_t o0, o1;
     locate(job, job.total * part / parts, t0, o0);
@@ -69,29 +71,33 @@ void run_part(void* context, int part, int parts) {
     }
 }
 
-template <class T>
-void step(const AdamTensor<T>* tensors, std::size_t count, Sweep sweep) {
+template <class Tensor>
+void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update) {
     std::int64_t total = 0;
     for (std::size_t i = 0; i < count; ++i) total += tensors[i].size;
     if (total == 0) return;
-    StepJob<T> job{tensors, count, total, range_kernel<T>(active_isa(), sweep)};
+    StepJob<Tensor> job{tensors, count, total, range_kernel<Tensor>(active_isa(), sweep)};
     if (total < kParallelThreshold) {
-        run_part<T>(&job, 0, 1);
+        run_part<Tensor>(&job, 0, 1);
         return;
     }
     const std::shared_ptr<ThreadPool> p = get_pool();
     const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
     const int parts = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
-    p->run(&run_part<T>, &job, parts);
+    p->run(&run_part<Tensor>, &job, parts);
 }
 
 }  // namespace
 
-void adam_step(const AdamTensor<float>* tensors, std::size_t count) {
-    step(tensors, count, Sweep::adam);
+void adam_step(const AdamTensor<float>* tensors, std::size_t count) { step(tensors, count); }
+void adam_step(const AdamTensor<double>* tensors, std::size_t count) { step(tensors, count); }
+void sgd_step(const SgdTensor<float>* tensors, std::size_t count) { step(tensors, count); }
+void sgd_step(const SgdTensor<double>* tensors, std::size_t count) { step(tensors, count); }
+void adagrad_step(const AdagradTensor<float>* tensors, std::size_t count) {
+    step(tensors, count);
 }
-void adam_step(const AdamTensor<double>* tensors, std::size_t count) {
-    step(tensors, count, Sweep::adam);
+void adagrad_step(const AdagradTensor<double>* tensors, std::size_t count) {
+    step(tensors, count);
 }
 void bandwidth_probe(const AdamTensor<float>* tensors, std::size_t count) {
     step(tensors, count, Sweep::bandwidth_probe);

@@ -51,6 +51,62 @@ def bandwidth_probe(
     exp_avg_sqs: Sequence[_FloatArray],
 ) -> None: ...
 
+# register_sgd.cpp
+
+def sgd_step(
+    param: _FloatArray,
+    grad: _FloatArray,
+    momentum_buffer: _FloatArray | None = None,
+    *,
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    first_step: bool = False,
+) -> None: ...
+def sgd_step_multi(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    momentum_buffers: Sequence[_FloatArray] | None = None,
+    *,
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    first_steps: bool | Sequence[bool] = False,
+) -> None: ...
+
+# register_adagrad.cpp
+
+def adagrad_step(
+    param: _FloatArray,
+    grad: _FloatArray,
+    state_sum: _FloatArray,
+    *,
+    step: int,
+    lr: float = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    eps: float = 1e-10,
+    maximize: bool = False,
+) -> None: ...
+def adagrad_step_multi(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    state_sums: Sequence[_FloatArray],
+    *,
+    steps: int | Sequence[int],
+    lr: float = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    eps: float = 1e-10,
+    maximize: bool = False,
+) -> None: ...
+
 # register_runtime.cpp
 
 def available_isas() -> list[str]: ...
@@ -62,6 +118,3 @@ def default_num_threads() -> int: ...
 def zeros_state(shape: Sequence[int], dtype: np.dtype) -> _FloatArray: ...
 
 parallel_threshold: int
-built_with_avx2: bool
-built_with_avx512: bool
-built_with_neon: bool

@@ -326,7 +326,7 @@ class Adam:
     def state(self) -> Mapping[np.ndarray, dict[str, Any]]:
         """Per-parameter state (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``),
         looked up by the parameter array itself: ``opt.state[param]``."""
-        self._fast = None  # the caller may replace state arrays; rebuild the cached lists
+        self._drop_fast()  # the caller may replace state arrays; rebuild the cached lists
         return _StateView(self)
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
@@ -372,7 +372,7 @@ class Adam:
         group = _normalized(group)
         group["params"] = params
         self.param_groups.append(group)
-        self._fast = None
+        self._drop_fast()
 
     # -- the update ----------------------------------------------------------------------------
 
@@ -440,14 +440,24 @@ class Adam:
             except (TypeError, ValueError, KeyError, IndexError):
                 pass
             else:
-                fast.t = t
-                for s in fast.states:
-                    s["step"] = t
+                fast.t = t  # the state dicts' 'step' catch up in _sync_steps
                 return
         self._step_general(grads)
 
-    def _step_general(self, grads: Grads) -> None:
+    def _sync_steps(self) -> None:
+        """Write the cached step count into the state dicts (the cached path leaves them)."""
+        fast = self._fast
+        if fast is not None:
+            for s in fast.states:
+                s["step"] = fast.t
+
+    def _drop_fast(self) -> None:
+        """Forget the cached lists, first bringing the state dicts up to date."""
+        self._sync_steps()
         self._fast = None
+
+    def _step_general(self, grads: Grads) -> None:
+        self._drop_fast()
         if not isinstance(grads, (list, tuple)):
             raise TypeError(
                 f"grads must be a list or tuple with one array (or None) per parameter, "
@@ -570,6 +580,7 @@ class Adam:
         it; arrays are copies, so later steps do not change a saved dict. Convert the arrays with
         ``torch.from_numpy`` to load it into ``torch.optim.Adam``.
         """
+        self._sync_steps()
         groups = []
         state = {}
         k = 0
@@ -640,8 +651,8 @@ class Adam:
         for group, new in zip(self.param_groups, new_groups):
             group.clear()  # in place: code holding a group (an lr schedule) keeps working
             group.update(new)
+        self._fast = None  # its lists hold the replaced state
         self._state = new_state
-        self._fast = None
 
     # -- .npz checkpoints ----------------------------------------------------------------------
 

@@ -79,15 +79,6 @@ AdamCoefficients<V> broadcast(const AdamScalars& s) {
                                s.maximize,        s.l2_decay,           s.decoupled_decay};
 }
 
-// sqrt_of/max_of for plain float and double: the CUDA kernel's value types, also used by the
-// host emulation tests. Argument-dependent lookup finds nothing for fundamental types, so these
-// must be declared before adam_update. No fused multiply-add anywhere: the CUDA build uses
-// --fmad=false, and sqrt is the IEEE correctly rounded one on both sides.
-FASTADAM_HD float sqrt_of(float x) { return std::sqrt(x); }
-FASTADAM_HD double sqrt_of(double x) { return std::sqrt(x); }
-FASTADAM_HD float max_of(float a, float b) { return a > b ? a : b; }
-FASTADAM_HD double max_of(double a, double b) { return a > b ? a : b; }
-
 // One Adam update of p, m, v (and vmax when amsgrad is on) from gradient g.
 template <bool Amsgrad, class V>
 FASTADAM_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients<V>& c) {

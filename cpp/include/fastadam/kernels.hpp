@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "fastadam/adagrad_math.hpp"
 #include "fastadam/adam_math.hpp"
+#include "fastadam/sgd_math.hpp"
 
 namespace fastadam {
 
@@ -15,6 +17,7 @@ namespace fastadam {
 // not overlap; max_exp_avg_sq is null unless the update uses amsgrad.
 template <class T>
 struct AdamTensor {
+    using value_type = T;
     T* param = nullptr;
     const T* grad = nullptr;
     T* exp_avg = nullptr;
@@ -24,10 +27,36 @@ struct AdamTensor {
     AdamScalars scalars{};  // from make_scalars(hyper, step); may differ between tensors
 };
 
+// One parameter set for SGD; momentum_buffer is null when momentum is 0.
+template <class T>
+struct SgdTensor {
+    using value_type = T;
+    T* param = nullptr;
+    const T* grad = nullptr;
+    T* momentum_buffer = nullptr;
+    std::int64_t size = 0;
+    SgdScalars scalars{};
+};
+
+// One parameter set for Adagrad.
+template <class T>
+struct AdagradTensor {
+    using value_type = T;
+    T* param = nullptr;
+    const T* grad = nullptr;
+    T* state_sum = nullptr;
+    std::int64_t size = 0;
+    AdagradScalars scalars{};
+};
+
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
 void adam_step(const AdamTensor<float>* tensors, std::size_t count);
 void adam_step(const AdamTensor<double>* tensors, std::size_t count);
+void sgd_step(const SgdTensor<float>* tensors, std::size_t count);
+void sgd_step(const SgdTensor<double>* tensors, std::size_t count);
+void adagrad_step(const AdagradTensor<float>* tensors, std::size_t count);
+void adagrad_step(const AdagradTensor<double>* tensors, std::size_t count);
 
 // Adam's memory traffic without its math (p += g, m += g, v += g), split exactly like adam_step:
 // the machine's bandwidth for this access pattern, which benchmarks report the step against.

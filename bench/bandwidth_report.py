@@ -1,0 +1,441 @@
+"""How close fastadam's Adam step comes to this machine's memory bandwidth, next to torch.
+
+    python bench/bandwidth_report.py [--quick] [--json OUT.json] [--rounds N] [--torch-thp]
+
+For float32 sizes 2**10 .. 2**26 and for a small transformer's 200 parameter tensors (beside
+one flat tensor of the same total), one process times, interleaved round-robin so that machine
+noise falls on all alike (median of the rounds):
+
+- fastadam's functional step (``adam_step`` / ``adam_step_multi``) on 1 thread and on all,
+  and ``fastadam.Adam.step`` on all threads when the class exists;
+- ``fastadam.reference`` (NumPy: one thread);
+- ``fastadam._core.bandwidth_probe`` on 1 thread and on all: Adam's memory traffic (read p, g,
+  m, v; write p, m, v) without its math, split across threads the same way: the ceiling;
+- ``torch.optim.Adam`` with its default implementation (on CPU a per-tensor for-loop: torch
+  uses foreach kernels only on CUDA-like devices) and with ``fused=True``, on the same number
+  of threads as fastadam's "all", when torch is installed.
+
+It prints one table (ns/element, GB/s at 28 bytes/element, % of the probe's bandwidth at the
+same size and thread count, speedups over the reference and over torch fused), one verdict per
+line of issue 4's Bar (numbers and PASS/MISS; it never fails), and writes everything as JSON
+(default bench/results/bandwidth.json). bench/plot_report.py draws it.
+
+fastadam's arrays come from ``fastadam._core.zeros_state`` (2 MiB-aligned, huge pages advised,
+as fastadam.Adam allocates its state); torch's tensors come from torch's own allocator, which
+advises huge pages only with THP_MEM_ALLOC_ENABLE=1 (``--torch-thp`` sets it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Callable
+
+BYTES_PER_ELEMENT = 28  # float32: read p, g, m, v; write p, m, v
+LR = 1e-3
+STEP = 10  # every timed call uses the same step count: the work does not depend on it
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FULL_SIZES = [10, 12, 14, 16, 17, 18, 20, 22, 24, 26]  # powers of two
+QUICK_SIZES = [10, 17, 20, 24]
+
+
+def transformer_shapes(
+    d_model: int = 256, layers: int = 12, ff: int = 1024, vocab: int = 2000, context: int = 1024
+) -> list[tuple[int, ...]]:
+    """The parameter shapes of a small BERT-like encoder, in model order: 200 tensors."""
+    d = d_model
+    shapes: list[tuple[int, ...]] = [(vocab, d), (context, d), (2, d)]  # token, position, type
+    shapes += [(d,), (d,)]  # embedding LayerNorm
+    for _ in range(layers):
+        for _ in range(4):  # q, k, v, o projections
+            shapes += [(d, d), (d,)]
+        shapes += [(d,), (d,)]  # LayerNorm after attention
+        shapes += [(ff, d), (ff,), (d, ff), (d,)]  # feed-forward
+        shapes += [(d,), (d,)]  # LayerNorm after feed-forward
+    shapes += [(d,), (d,), (vocab,)]  # final LayerNorm; output bias (head tied to embedding)
+    return shapes
+
+
+@dataclasses.dataclass
+class Contestant:
+    case: str
+    name: str
+    threads: int  # fastadam's thread count during the call (torch's is fixed for the run)
+    call: Callable[[], None]
+    fastadam_threads: bool = True  # whether `threads` must be set with set_num_threads
+    seconds: list[float] = dataclasses.field(default_factory=list)
+    repeat: int = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.torch_thp:
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # read by torch's CPU allocator
+    import numpy as np  # noqa: F401  (imported here so --help works without the package)
+
+    import fastadam
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: the torch columns are left out")
+    threads = fastadam._core.default_num_threads()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    rounds = args.rounds or (3 if args.quick else 7)
+    target = 0.005 if args.quick else 0.02  # seconds of back-to-back calls per measurement
+
+    shapes = transformer_shapes()
+    total = sum(math.prod(s) for s in shapes)
+    print(
+        f"fastadam {fastadam.__version__}, ISA {fastadam.get_isa()}, all threads = {threads}; "
+        f"torch {torch.__version__ if torch else 'absent'}; {rounds} rounds, median"
+    )
+    print(f"transformer case: {len(shapes)} tensors, {total:,} elements")
+    info = machine_info(fastadam, torch, threads, rounds, args)
+    started = time.perf_counter()
+    print(f"\n{TABLE_HEADER}")
+
+    phases: list[list[tuple[str, list[tuple[int, ...]]]]] = [
+        [(f"n=2**{k}", [(2**k,)])] for k in (QUICK_SIZES if args.quick else FULL_SIZES)
+    ]
+    # The 200 tensors and the flat tensor are measured in one phase: the same noise for both.
+    phases.append([(f"{len(shapes)} tensors", shapes), ("flat", [(total,)])])
+
+    cases = []
+    for phase in phases:
+        contestants, keep = [], []
+        for case, case_shapes in phase:
+            made, alive = make_contestants(case, case_shapes, threads, fastadam, torch)
+            contestants += made
+            keep.append(alive)
+        measure(contestants, rounds, target, fastadam)
+        for case, case_shapes in phase:
+            cases.append(summarize(case, case_shapes, [c for c in contestants if c.case == case]))
+        print_case_rows(cases[-len(phase) :])
+        del contestants, keep
+        gc.collect()
+
+    verdicts = bar_verdicts(cases, threads, len(shapes))
+    print()
+    for line in verdicts:
+        print(line)
+    elapsed = time.perf_counter() - started
+    print(f"\nmeasured in {elapsed:.0f} s")
+    info["elapsed_s"] = round(elapsed, 1)
+    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    out = Path(args.json) if args.json else RESULTS / "bandwidth.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"machine": info, "cases": cases, "verdicts": verdicts}
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="sizes 2**10, 17, 20, 24; 3 rounds")
+    ap.add_argument("--json", metavar="PATH", help="where to write the JSON report")
+    ap.add_argument("--rounds", type=int, help="measurement rounds (default 7, quick 3)")
+    ap.add_argument("--no-torch", action="store_true", help="leave torch out")
+    ap.add_argument(
+        "--torch-thp",
+        action="store_true",
+        help="THP_MEM_ALLOC_ENABLE=1: torch's allocator advises huge pages too",
+    )
+    return ap.parse_args(argv)
+
+
+def machine_info(fastadam, torch, threads, rounds, args) -> dict:
+    import numpy as np
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+    except OSError:
+        thp = None
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "isa": fastadam.get_isa(),
+        "available_isas": fastadam.available_isas(),
+        "fastadam": fastadam.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch else None,
+        "torch_thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
+        "transparent_hugepage": thp,
+        "python": platform.python_version(),
+        "rounds": rounds,
+        "statistic": "median seconds per call over the rounds",
+        "bytes_per_element": BYTES_PER_ELEMENT,
+        "quick": bool(args.quick),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def make_contestants(case, shapes, threads, fastadam, torch):
+    """The contestants of one case, and the objects that must live while they run."""
+    import numpy as np
+
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    zeros = fastadam._core.zeros_state
+    f32 = np.dtype(np.float32)
+
+    def uniform(shape, lo, hi):
+        a = zeros(shape, f32)
+        rng.random(out=a, dtype=np.float32)
+        a *= np.float32(hi - lo)
+        a += np.float32(lo)
+        return a
+
+    p = [uniform(s, -1.0, 1.0) for s in shapes]
+    g = [uniform(s, -1.0, 1.0) for s in shapes]
+    m = [uniform(s, -0.5, 0.5) for s in shapes]
+    v = [uniform(s, 0.01, 1.0) for s in shapes]
+    for mi, vi in zip(m, v):
+        vi += mi * mi
+    # The probe adds g to its own p, m, v (it would drive v negative in Adam's arrays).
+    probe = [[zeros(s, f32) for s in shapes] for _ in range(3)]
+    single = len(shapes) == 1
+    hyper = {"lr": LR}
+
+    if single:
+
+        def fastadam_step():
+            fastadam.adam_step(p[0], g[0], m[0], v[0], step=STEP, **hyper)
+
+        def reference_step():
+            fastadam.reference.adam_step(p[0], g[0], m[0], v[0], step=STEP, **hyper)
+
+    else:
+
+        def fastadam_step():
+            fastadam.adam_step_multi(p, g, m, v, steps=STEP, **hyper)
+
+        def reference_step():
+            fastadam.reference.adam_step_multi(p, g, m, v, steps=STEP, **hyper)
+
+    def probe_step():
+        fastadam._core.bandwidth_probe(probe[0], g, probe[1], probe[2])
+
+    out = [
+        Contestant(case, "reference", 1, reference_step),
+        Contestant(case, "fastadam", 1, fastadam_step),
+        Contestant(case, "probe", 1, probe_step),
+    ]
+    alive: list = [p, g, m, v, probe]
+    if threads > 1:
+        out += [
+            Contestant(case, "fastadam", threads, fastadam_step),
+            Contestant(case, "probe", threads, probe_step),
+        ]
+    if hasattr(fastadam, "Adam"):
+        opt = fastadam.Adam(p, **hyper)
+        opt.step(g)  # builds the state (zeros_state arrays), as a training loop's first step
+        out.append(Contestant(case, "Adam.step", threads, lambda: opt.step(g)))
+        alive.append(opt)
+    if torch is not None:
+        tp = [torch.empty(s).uniform_(-1.0, 1.0) for s in shapes]
+        for t in tp:
+            t.grad = torch.empty_like(t).uniform_(-1.0, 1.0)
+        for label, kwargs in (("torch default", {}), ("torch fused", {"fused": True})):
+            topt = torch.optim.Adam(tp, lr=LR, **kwargs)
+            topt.step()  # allocates the state, as the first step of training does
+            out.append(Contestant(case, label, threads, topt.step, fastadam_threads=False))
+            alive.append(topt)
+        alive.append(tp)
+    return out, alive
+
+
+def measure(contestants: list[Contestant], rounds: int, target: float, fastadam) -> None:
+    """Round-robin: each round times every contestant once (`repeat` back-to-back calls after
+    one untimed call that warms caches and threads), in an order rotated from round to round."""
+
+    def use_threads(c: Contestant) -> None:
+        if c.fastadam_threads and fastadam.get_num_threads() != c.threads:
+            fastadam.set_num_threads(c.threads)
+
+    for c in contestants:  # calibrate: calls per measurement
+        use_threads(c)
+        c.call()
+        t0 = time.perf_counter()
+        c.call()
+        once = time.perf_counter() - t0
+        c.repeat = max(1, min(20000, round(target / max(once, 1e-9))))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            k = r % len(contestants)
+            for c in contestants[k:] + contestants[:k]:
+                use_threads(c)
+                c.call()
+                t0 = time.perf_counter_ns()
+                for _ in range(c.repeat):
+                    c.call()
+                c.seconds.append((time.perf_counter_ns() - t0) * 1e-9 / c.repeat)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def summarize(case: str, shapes, contestants: list[Contestant]) -> dict:
+    n = sum(math.prod(s) for s in shapes)
+    rows = {}
+    for c in contestants:
+        t = statistics.median(c.seconds)
+        rows[f"{c.name} {c.threads}t"] = {
+            "name": c.name,
+            "threads": c.threads,
+            "seconds": t,
+            "seconds_min": min(c.seconds),
+            "seconds_rounds": c.seconds,
+            "calls_per_round": c.repeat,
+            "ns_per_element": t / n * 1e9,
+            "gb_per_s": BYTES_PER_ELEMENT * n / t / 1e9,
+        }
+    ref = rows.get("reference 1t")
+    for row in rows.values():
+        probe = rows.get(f"probe {row['threads']}t")
+        fused = rows.get(f"torch fused {row['threads']}t")
+        row["pct_of_probe"] = 100.0 * probe["seconds"] / row["seconds"] if probe else None
+        row["speedup_vs_reference"] = ref["seconds"] / row["seconds"] if ref else None
+        row["speedup_vs_torch_fused"] = fused["seconds"] / row["seconds"] if fused else None
+    return {"case": case, "elements": n, "tensors": len(shapes), "results": rows}
+
+
+TABLE_HEADER = (
+    f"{'case':<13} {'contestant':<17} {'ns/elem':>8} {'GB/s':>7} {'%probe':>7} "
+    f"{'x ref':>7} {'x fused':>8} {'per call':>10}"
+)
+
+
+def print_case_rows(cases: list[dict]) -> None:
+    order = ["reference", "fastadam", "Adam.step", "probe", "torch default", "torch fused"]
+    for case in cases:
+        rows = sorted(
+            case["results"].items(), key=lambda kv: (kv[1]["threads"], order.index(kv[1]["name"]))
+        )
+        for key, r in rows:
+            print(
+                f"{case['case']:<13} {key:<17} {r['ns_per_element']:8.3f} {r['gb_per_s']:7.1f} "
+                f"{fmt(r['pct_of_probe'], '{:6.1f}%')} {fmt(r['speedup_vs_reference'], '{:6.1f}x')}"
+                f" {fmt(r['speedup_vs_torch_fused'], '{:7.2f}x')} {seconds(r['seconds']):>10}"
+            )
+        print()
+
+
+def fmt(x, spec: str) -> str:
+    width = len(spec.format(0.0))
+    return spec.format(x) if x is not None else "-".rjust(width)
+
+
+def seconds(t: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t * 1e9:.3g} ns"
+
+
+def bar_verdicts(cases: list[dict], threads: int, tensors: int) -> list[str]:
+    """One line per line of issue 4's Bar (and issue 2's speed line): numbers, PASS or MISS."""
+    by_case = {c["case"]: c["results"] for c in cases}
+
+    def get(case: str, key: str) -> dict | None:
+        return by_case.get(case, {}).get(key)
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    lines = [f"Bar of issue 4 ({threads} threads, measured side by side in this run):"]
+    fa = f"fastadam {threads}t"
+    a = get("n=2**24", fa)
+    if a and a["pct_of_probe"] is not None:
+        fused = a["speedup_vs_torch_fused"]
+        ok = a["pct_of_probe"] >= 95.0 and (fused is None or fused >= 1.1)
+        adam = get("n=2**24", f"Adam.step {threads}t")
+        extra = (
+            f"; Adam.step {adam['pct_of_probe']:.1f}% / {adam['speedup_vs_torch_fused']:.2f}x"
+            if adam and adam["speedup_vs_torch_fused"]
+            else ""
+        )
+        lines.append(
+            f"  2**24: {a['pct_of_probe']:.1f}% of the probe (>= 95%), "
+            f"{fmt(fused, '{:.2f}x')} torch fused (>= 1.1x){extra}: {verdict(ok)}"
+        )
+    else:
+        lines.append("  2**24: not measured")
+    a = get("n=2**17", fa)
+    if a and a["speedup_vs_torch_fused"] is not None:
+        s = a["speedup_vs_torch_fused"]
+        lines.append(f"  2**17: {s:.2f}x torch fused (>= 2x): {verdict(s >= 2.0)}")
+    else:
+        lines.append("  2**17: not measured (needs torch)")
+    many, flat = get(f"{tensors} tensors", fa), get("flat", fa)
+    if many and flat:
+        slower = many["seconds"] / flat["seconds"] - 1.0
+        s = many["speedup_vs_torch_fused"]
+        ok = slower <= 0.10 and (s is not None and s >= 1.3)
+        adam_many, adam_flat = (get(c, f"Adam.step {threads}t") for c in (f"{tensors} tensors", "flat"))
+        extra = (
+            f"; Adam.step {100 * (adam_many['seconds'] / adam_flat['seconds'] - 1):+.1f}% / "
+            f"{fmt(adam_many['speedup_vs_torch_fused'], '{:.2f}x')}"
+            if adam_many and adam_flat
+            else ""
+        )
+        tf_many, tf_flat = (get(c, f"torch fused {threads}t") for c in (f"{tensors} tensors", "flat"))
+        torch_note = (
+            f" (torch fused itself: {100 * (tf_many['seconds'] / tf_flat['seconds'] - 1):+.1f}%)"
+            if tf_many and tf_flat
+            else ""
+        )
+        lines.append(
+            f"  {tensors} tensors: {100 * slower:+.1f}% vs flat (<= +10%){torch_note}, "
+            f"{fmt(s, '{:.2f}x')} torch fused (>= 1.3x){extra}: {verdict(ok)}"
+        )
+    a = get("n=2**10", f"Adam.step {threads}t")
+    if a and a["speedup_vs_torch_fused"] is not None:
+        s = a["speedup_vs_torch_fused"]
+        fused = get("n=2**10", f"torch fused {threads}t")
+        lines.append(
+            f"  2**10 Adam.step: {seconds(a['seconds'])} vs torch fused step() "
+            f"{seconds(fused['seconds'])}, {s:.1f}x (>= 7x): {verdict(s >= 7.0)}"
+        )
+    else:
+        lines.append("  2**10 Adam.step: not measured (needs fastadam.Adam and torch)")
+    lines.append("Bar of issue 2 (1 thread, >= 5x fastadam.reference):")
+    for case in ("n=2**20", "n=2**24"):
+        a = get(case, "fastadam 1t")
+        if a:
+            s = a["speedup_vs_reference"]
+            lines.append(f"  {case[2:]}: {s:.1f}x: {verdict(s >= 5.0)}")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+#include "param_sets.hpp"
+
+namespace fastadam::python {
+
+std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi) {
+    return multi ? std::string(plural) + "[" + std::to_string(i) + "]" : std::string(single);
+}
+
+CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
+                       const std::vector<Role>& roles, bool multi) {
+    CheckedSets out;
+    out.roles = roles.size();
+    out.views.reserve(sets.size() * roles.size());
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+        const std::string param_name = argument_name(roles[0].single, roles[0].plural, i, multi);
+        const Dtype d = param_dtype(sets[i][0], param_name);
+        if (i > 0 && d != out.dtype)
+            throw py::type_error(param_name + " has another dtype than " +
+                                 argument_name(roles[0].single, roles[0].plural, 0, multi) +
+                                 ": one call updates one dtype");
+        out.dtype = d;
+        const auto shape = shape_of(py::reinterpret_borrow<py::array>(sets[i][0]));
+        for (std::size_t r = 0; r < roles.size(); ++r) {
+            std::string name = argument_name(roles[r].single, roles[r].plural, i, multi);
+            py::array a = check_array(sets[i][r], name, roles[r].written, d, shape);
+            out.views.push_back({std::move(a), std::move(name), roles[r].written});
+        }
+    }
+    check_no_overlap(out.views);
+    return out;
+}
+
+std::vector<py::object> as_list(const py::handle& obj, const char* name) {
+    if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) ||
+        py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(name) + " must be a list or tuple");
+    std::vector<py::object> out;
+    for (auto item : py::reinterpret_borrow<py::sequence>(obj))
+        out.push_back(py::reinterpret_borrow<py::object>(item));
+    return out;
+}
+
+std::vector<py::object> as_list(const py::handle& obj, const char* name, std::size_t size) {
+    auto out = as_list(obj, name);
+    if (out.size() != size)
+        throw py::value_error(std::string(name) + " has " + std::to_string(out.size()) +
+                              " entries but params has " + std::to_string(size));
+    return out;
+}
+
+namespace {
+
+// True for Python ints and NumPy integers (anything with __index__), never for bools or floats.
+bool is_integer(const py::handle& obj) {
+    return !py::isinstance<py::bool_>(obj) && !py::isinstance<py::float_>(obj) &&
+           PyIndex_Check(obj.ptr());
+}
+
+std::int64_t to_int64(const py::handle& obj, const std::string& name) {
+    if (!is_integer(obj))
+        throw py::type_error(name + " must be an int, got " +
+                             py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+    int overflow = 0;
+    const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+    const long long value = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow != 0) throw py::value_error(name + " does not fit in a 64-bit integer");
+    return value;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size) {
+    if (is_integer(obj)) return std::vector<std::int64_t>(size, to_int64(obj, name));
+    std::vector<std::int64_t> out;
+    const auto items = as_list(obj, name, size);
+    for (std::size_t i = 0; i < items.size(); ++i)
+        out.push_back(to_int64(items[i], argument_name(name, name, i, true)));
+    return out;
+}
+
+std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::size_t size) {
+    // numpy.bool_ is accepted too; the type object is looked up once and kept for good.
+    static PyObject* numpy_bool =
+        py::object(py::module_::import("numpy").attr("bool_")).release().ptr();
+    auto to_bool = [](const py::handle& item, const std::string& n) {
+        if (!py::isinstance<py::bool_>(item) && PyObject_IsInstance(item.ptr(), numpy_bool) != 1)
+            throw py::type_error(n + " must be a bool");
+        return PyObject_IsTrue(item.ptr()) == 1;
+    };
+    if (!py::isinstance<py::sequence>(obj)) return std::vector<bool>(size, to_bool(obj, name));
+    std::vector<bool> out;
+    const auto items = as_list(obj, name, size);
+    for (std::size_t i = 0; i < items.size(); ++i)
+        out.push_back(to_bool(items[i], argument_name(name, name, i, true)));
+    return out;
+}
+
+}  // namespace fastadam::python
