@@ -284,7 +284,9 @@ def test_one_native_call_per_group_and_dtype(monkeypatch):
         return call
 
     monkeypatch.setattr(optim, "_adam_step_multi", counting(fastadam.adam_step_multi))
-    monkeypatch.setattr(optim, "_adam_step", counting(fastadam.adam_step))
+    monkeypatch.setattr(
+        optim, "_adam_step_positional", counting(fastadam._core.adam_step_positional)
+    )
     f32 = [np.ones(4, np.float32) for _ in range(3)]
     f64 = [np.ones(4) for _ in range(2)]
     opt = Adam([{"params": f32[:2] + f64}, {"params": f32[2:], "lr": 0.1}])

@@ -32,35 +32,57 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
     return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
-Dtype param_dtype(const py::handle& obj, const std::string& name) {
+std::string ArgName::str() const {
+    return multi ? std::string(plural) + "[" + std::to_string(index) + "]" : std::string(single);
+}
+
+namespace {
+
+// The two accepted dtypes, looked up once and kept for the life of the process (a static
+// py::object would be released after the interpreter is gone).
+const py::dtype& dtype_of(Dtype d) {
+    static const auto* f32 = new py::dtype(py::dtype::of<float>());
+    static const auto* f64 = new py::dtype(py::dtype::of<double>());
+    return d == Dtype::float32 ? *f32 : *f64;
+}
+
+bool same_shape(const py::array& a, const py::array& b) {
+    return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
+}
+
+}  // namespace
+
+Dtype param_dtype(const py::handle& obj, const ArgName& name) {
     if (!py::isinstance<py::array>(obj))
-        throw py::type_error(name + " must be a numpy.ndarray, got " + type_text(obj));
+        throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
     const auto dtype = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dtype.equal(py::dtype::of<float>())) return Dtype::float32;
-    if (dtype.equal(py::dtype::of<double>())) return Dtype::float64;
-    throw py::type_error(name + " must be float32 or float64 (native byte order), got " +
+    if (dtype.equal(dtype_of(Dtype::float32))) return Dtype::float32;
+    if (dtype.equal(dtype_of(Dtype::float64))) return Dtype::float64;
+    throw py::type_error(name.str() + " must be float32 or float64 (native byte order), got " +
                          py::str(dtype).cast<std::string>());
 }
 
-py::array check_array(const py::handle& obj, const std::string& name, bool written, Dtype dtype,
-                      const std::vector<py::ssize_t>& shape) {
+py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
+                      const py::array& param) {
     if (!py::isinstance<py::array>(obj))
-        throw py::type_error(name + " must be a numpy.ndarray, got " + type_text(obj));
+        throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
     auto a = py::reinterpret_borrow<py::array>(obj);
-    const auto expected = dtype == Dtype::float32 ? py::dtype::of<float>() : py::dtype::of<double>();
+    const py::dtype& expected = dtype_of(dtype);
     if (!a.dtype().equal(expected))
-        throw py::type_error(name + " must have dtype " + py::str(expected).cast<std::string>() +
-                             " like the parameter, got " + py::str(a.dtype()).cast<std::string>() +
+        throw py::type_error(name.str() + " must have dtype " +
+                             py::str(expected).cast<std::string>() + " like the parameter, got " +
+                             py::str(a.dtype()).cast<std::string>() +
                              " (arrays are never converted: an update applied to a copy is lost)");
-    if (shape_of(a) != shape)
-        throw py::value_error(name + " must have the parameter's shape " + shape_text(shape) +
-                              ", got " + shape_text(shape_of(a)));
+    if (!same_shape(a, param))
+        throw py::value_error(name.str() + " must have the parameter's shape " +
+                              shape_text(shape_of(param)) + ", got " + shape_text(shape_of(a)));
     const int flags = a.flags();
     if (!(flags & py::array::c_style))
-        throw py::value_error(name + " must be C-contiguous (an update applied to a copy is lost)");
+        throw py::value_error(name.str() +
+                              " must be C-contiguous (an update applied to a copy is lost)");
     if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-        throw py::value_error(name + " must be aligned to its element size");
-    if (written && !a.writeable()) throw py::value_error(name + " must be writable");
+        throw py::value_error(name.str() + " must be aligned to its element size");
+    if (written && !a.writeable()) throw py::value_error(name.str() + " must be writable");
     return a;
 }
 
@@ -86,7 +108,7 @@ void check_no_overlap(const std::vector<ArrayView>& arrays) {
     for (const auto& s : spans) {
         const Span* clash = s.view->written ? reach_any : reach_written;
         if (clash != nullptr && s.begin < clash->end)
-            throw py::value_error(s.view->name + " and " + clash->view->name +
+            throw py::value_error(s.view->name.str() + " and " + clash->view->name.str() +
                                   " share memory; every array of an update must be distinct");
         if (reach_any == nullptr || s.end > reach_any->end) reach_any = &s;
         if (s.view->written && (reach_written == nullptr || s.end > reach_written->end))
@@ -127,4 +149,10 @@ void check_step(std::int64_t step, const std::string& name) {
     if (step < 1) throw py::value_error(name + " must be >= 1, got " + std::to_string(step));
 }
 
+}  // namespace fastadam::python
+
+namespace fastadam::python {
+void check_step(std::int64_t step, const ArgName& name) {
+    if (step < 1) check_step(step, name.str());
+}
 }  // namespace fastadam::python

@@ -17,20 +17,30 @@ namespace py = pybind11;
 
 enum class Dtype { float32, float64 };
 
+// An argument's name as the user wrote it ("exp_avg", "grads[3]"), spelled out only for an
+// error message: a step that passes validation builds no strings.
+struct ArgName {
+    const char* single;  // the name in a one-set function
+    const char* plural;  // the list's name in a multi function
+    std::size_t index;
+    bool multi;
+    std::string str() const;
+};
+
 // One checked array, remembered for the overlap test.
 struct ArrayView {
     py::array array;
-    std::string name;  // as the user knows it: "exp_avg", "grads[3]"
-    bool written;      // grads are only read
+    ArgName name;
+    bool written;  // grads are only read
 };
 
-// Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` with `shape`, writable
-// when `written`; raises TypeError/ValueError naming `name` otherwise.
-py::array check_array(const py::handle& obj, const std::string& name, bool written,
-                      Dtype dtype, const std::vector<py::ssize_t>& shape);
+// Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param`,
+// writable when `written`; raises TypeError/ValueError naming it otherwise.
+py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
+                      const py::array& param);
 
 // The dtype of a parameter array (float32 or float64); TypeError otherwise.
-Dtype param_dtype(const py::handle& obj, const std::string& name);
+Dtype param_dtype(const py::handle& obj, const ArgName& name);
 
 // Raises ValueError if any written array shares memory with any other array.
 void check_no_overlap(const std::vector<ArrayView>& arrays);
@@ -40,6 +50,7 @@ void check_hyper(const AdamHyper& h);
 void check_hyper(const SgdHyper& h);
 void check_hyper(const AdagradHyper& h);
 void check_step(std::int64_t step, const std::string& name);
+void check_step(std::int64_t step, const ArgName& name);
 
 std::vector<py::ssize_t> shape_of(const py::array& a);
 

@@ -3,7 +3,7 @@
 namespace fastadam::python {
 
 std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi) {
-    return multi ? std::string(plural) + "[" + std::to_string(i) + "]" : std::string(single);
+    return ArgName{single, plural, i, multi}.str();
 }
 
 CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
@@ -12,18 +12,18 @@ CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
     out.roles = roles.size();
     out.views.reserve(sets.size() * roles.size());
     for (std::size_t i = 0; i < sets.size(); ++i) {
-        const std::string param_name = argument_name(roles[0].single, roles[0].plural, i, multi);
+        const ArgName param_name{roles[0].single, roles[0].plural, i, multi};
         const Dtype d = param_dtype(sets[i][0], param_name);
         if (i > 0 && d != out.dtype)
-            throw py::type_error(param_name + " has another dtype than " +
+            throw py::type_error(param_name.str() + " has another dtype than " +
                                  argument_name(roles[0].single, roles[0].plural, 0, multi) +
                                  ": one call updates one dtype");
         out.dtype = d;
-        const auto shape = shape_of(py::reinterpret_borrow<py::array>(sets[i][0]));
+        const auto param = py::reinterpret_borrow<py::array>(sets[i][0]);
         for (std::size_t r = 0; r < roles.size(); ++r) {
-            std::string name = argument_name(roles[r].single, roles[r].plural, i, multi);
-            py::array a = check_array(sets[i][r], name, roles[r].written, d, shape);
-            out.views.push_back({std::move(a), std::move(name), roles[r].written});
+            const ArgName name{roles[r].single, roles[r].plural, i, multi};
+            py::array a = check_array(sets[i][r], name, roles[r].written, d, param);
+            out.views.push_back({std::move(a), name, roles[r].written});
         }
     }
     check_no_overlap(out.views);
@@ -56,25 +56,25 @@ bool is_integer(const py::handle& obj) {
            PyIndex_Check(obj.ptr());
 }
 
-std::int64_t to_int64(const py::handle& obj, const std::string& name) {
+std::int64_t to_int64(const py::handle& obj, const ArgName& name) {
     if (!is_integer(obj))
-        throw py::type_error(name + " must be an int, got " +
+        throw py::type_error(name.str() + " must be an int, got " +
                              py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
     int overflow = 0;
     const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
     const long long value = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
-    if (overflow != 0) throw py::value_error(name + " does not fit in a 64-bit integer");
+    if (overflow != 0) throw py::value_error(name.str() + " does not fit in a 64-bit integer");
     return value;
 }
 
 }  // namespace
 
 std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size) {
-    if (is_integer(obj)) return std::vector<std::int64_t>(size, to_int64(obj, name));
+    if (is_integer(obj)) return std::vector<std::int64_t>(size, to_int64(obj, {name, name, 0, false}));
     std::vector<std::int64_t> out;
     const auto items = as_list(obj, name, size);
     for (std::size_t i = 0; i < items.size(); ++i)
-        out.push_back(to_int64(items[i], argument_name(name, name, i, true)));
+        out.push_back(to_int64(items[i], {name, name, i, true}));
     return out;
 }
 

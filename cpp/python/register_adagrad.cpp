@@ -32,7 +32,7 @@ void run(const std::vector<std::vector<py::handle>>& sets, const AdagradHyper& h
          const std::vector<std::int64_t>& steps, bool multi) {
     check_hyper(hyper);
     for (std::size_t i = 0; i < steps.size(); ++i)
-        check_step(steps[i], argument_name("step", "steps", i, multi));
+        check_step(steps[i], ArgName{"step", "steps", i, multi});
     const CheckedSets checked = check_sets(sets, kAdagradRoles, multi);
     if (checked.count() == 0) return;
     if (checked.dtype == Dtype::float32)

@@ -48,7 +48,7 @@ void run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hype
          const std::vector<std::int64_t>& steps, bool multi, Kernel kernel = Kernel::adam) {
     check_hyper(hyper);
     for (std::size_t i = 0; i < steps.size(); ++i)
-        check_step(steps[i], argument_name("step", "steps", i, multi));
+        check_step(steps[i], ArgName{"step", "steps", i, multi});
     const std::vector<Role> roles(kAdamRoles.begin(), kAdamRoles.begin() + (hyper.amsgrad ? 5 : 4));
     const CheckedSets checked = check_sets(sets, roles, multi);
     if (checked.count() == 0) return;
@@ -131,6 +131,17 @@ void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_a
     run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, Kernel::bandwidth_probe);
 }
 
+// adam_step_multi with every argument positional: pybind11 looks each keyword argument up by a
+// freshly made string, which costs more than the whole update of a small tensor. The optimizer
+// classes call this once per step.
+void adam_step_positional(py::object params, py::object grads, py::object exp_avgs,
+                          py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
+                          double lr, double beta1, double beta2, double eps, double weight_decay,
+                          bool amsgrad, bool maximize, bool decoupled, bool bias_correction) {
+    adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, steps, lr, {beta1, beta2}, eps,
+                    weight_decay, amsgrad, max_exp_avg_sqs, maximize, decoupled, bias_correction);
+}
+
 }  // namespace
 
 void register_adam(py::module_& m) {
@@ -174,6 +185,11 @@ written. All params share one dtype. ``steps`` is one int for all sets or one in
 The work of the whole call is split across the thread pool in contiguous chunks.
 Hyper-parameters are as for adam_step.
 )doc");
+    m.def("adam_step_positional", &adam_step_positional,
+          "adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, *, max_exp_avg_sqs, steps, lr, "
+          "betas[0], betas[1], eps, weight_decay, amsgrad, maximize, decoupled, "
+          "bias_correction) with every argument positional and required, in that order: the "
+          "low-overhead entry for optimizer classes.");
     m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
           "exp_avg_sqs"_a,
           "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "

@@ -19,9 +19,8 @@ from . import _core
 
 __all__ = ["Adam", "AdamW"]
 
-_adam_step = _core.adam_step
+_adam_step_positional = _core.adam_step_positional
 _adam_step_multi = _core.adam_step_multi
-_LIST_TYPES = (list, tuple)
 _zeros_state = _core.zeros_state
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -402,41 +401,24 @@ class Adam:
                 # One group, one dtype, every state present: the native call validates every
                 # array and hyper-parameter before writing, so a failure here changed nothing
                 # and the general path below reports it in the optimizer's terms.
-                if len(params) == 1 and type(grads) in _LIST_TYPES and len(grads) == 1:
-                    # adam_step's arguments cost less to parse than adam_step_multi's lists.
-                    _adam_step(
-                        params[0],
-                        grads[0],  # type: ignore[arg-type]  # None: refused, general path
-                        fast.exp_avgs[0],
-                        fast.exp_avg_sqs[0],
-                        step=t,
-                        lr=group["lr"],
-                        betas=group["betas"],
-                        eps=group["eps"],
-                        weight_decay=group["weight_decay"],
-                        amsgrad=group["amsgrad"],
-                        max_exp_avg_sq=fast.maxes[0] if fast.maxes is not None else None,
-                        maximize=group["maximize"],
-                        decoupled=group["decoupled_weight_decay"],
-                        bias_correction=group["bias_correction"],
-                    )
-                else:
-                    _adam_step_multi(
-                        params,
-                        grads,  # type: ignore[arg-type]  # None: refused, general path
-                        fast.exp_avgs,
-                        fast.exp_avg_sqs,
-                        steps=t,
-                        lr=group["lr"],
-                        betas=group["betas"],
-                        eps=group["eps"],
-                        weight_decay=group["weight_decay"],
-                        amsgrad=group["amsgrad"],
-                        max_exp_avg_sqs=fast.maxes,
-                        maximize=group["maximize"],
-                        decoupled=group["decoupled_weight_decay"],
-                        bias_correction=group["bias_correction"],
-                    )
+                beta1, beta2 = group["betas"]
+                _adam_step_positional(
+                    params,
+                    grads,
+                    fast.exp_avgs,
+                    fast.exp_avg_sqs,
+                    fast.maxes,
+                    t,
+                    group["lr"],
+                    beta1,
+                    beta2,
+                    group["eps"],
+                    group["weight_decay"],
+                    group["amsgrad"],
+                    group["maximize"],
+                    group["decoupled_weight_decay"],
+                    group["bias_correction"],
+                )
             except (TypeError, ValueError, KeyError, IndexError):
                 pass
             else:

@@ -1,0 +1,124 @@
+"""Draw bench/bandwidth_report.py's JSON: a roofline-style plot and a speedup plot, to PNG.
+
+    python bench/plot_report.py [REPORT.json] [--out PLOT.png]
+
+Left: achieved GB/s (28 bytes per float32 element) against size, with the bandwidth probe at
+the same thread count drawn as the ceiling. Right: speedup of fastadam over torch.optim.Adam
+(fused) and over the NumPy reference. The multi-tensor cases are drawn as single markers at
+their total size. Needs matplotlib; without it the script says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("report", nargs="?", default=str(RESULTS / "bandwidth.json"))
+    ap.add_argument("--out", help="PNG path (default: the report's path with .png)")
+    args = ap.parse_args(argv)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot drawn (pip install matplotlib)")
+        return 0
+    path = Path(args.report)
+    if not path.exists():
+        print(f"{path} does not exist: run python bench/bandwidth_report.py first")
+        return 1
+    report = json.loads(path.read_text())
+    out = Path(args.out) if args.out else path.with_suffix(".png")
+    draw(report, out, plt)
+    print(f"wrote {out}")
+    return 0
+
+
+# contestant key pattern -> (label, color, line style)
+STYLES = [
+    ("probe {T}t", "probe (ceiling), {T} threads", "black", "--"),
+    ("probe 1t", "probe (ceiling), 1 thread", "grey", ":"),
+    ("fastadam {T}t", "fastadam, {T} threads", "tab:blue", "-"),
+    ("Adam.step {T}t", "fastadam.Adam.step, {T} threads", "tab:cyan", "-"),
+    ("fastadam 1t", "fastadam, 1 thread", "tab:blue", ":"),
+    ("torch fused {T}t", "torch fused, {T} threads", "tab:red", "-"),
+    ("torch fused 1t", "torch fused, 1 thread", "tab:red", ":"),
+    ("torch default {T}t", "torch default, {T} threads", "tab:orange", "-"),
+    ("reference 1t", "NumPy reference", "tab:green", "-"),
+]
+
+
+def draw(report: dict, out: Path, plt) -> None:
+    threads = report["machine"]["threads"]
+    sized = [c for c in report["cases"] if c["case"].startswith("n=")]
+    sized.sort(key=lambda c: c["elements"])
+    multi = [c for c in report["cases"] if not c["case"].startswith("n=")]
+    fig, (ax_bw, ax_up) = plt.subplots(1, 2, figsize=(14, 5.5))
+
+    for key, label, color, style in STYLES:
+        key, label = key.format(T=threads), label.format(T=threads)
+        xs = [c["elements"] for c in sized if key in c["results"]]
+        ys = [c["results"][key]["gb_per_s"] for c in sized if key in c["results"]]
+        if xs:
+            ax_bw.plot(xs, ys, style, color=color, marker="o", ms=3, label=label)
+    markers = {"flat": "s", "tensors": "^", "views": "v"}
+    for case in multi:
+        marker = next((m for word, m in markers.items() if case["case"].endswith(word)), "x")
+        for key in (f"fastadam {threads}t", f"torch fused {threads}t", f"probe {threads}t"):
+            row = case["results"].get(key)
+            if row:
+                color = {"fastadam": "tab:blue", "torch": "tab:red", "probe": "black"}[
+                    key.split()[0]
+                ]
+                ax_bw.plot(case["elements"], row["gb_per_s"], marker, color=color, ms=7,
+                           fillstyle="none")
+        ax_bw.annotate(case["case"], (case["elements"], 0), textcoords="offset points",
+                       xytext=(0, 4), fontsize=7, rotation=90, va="bottom", ha="center",
+                       xycoords=("data", "axes fraction"))
+    ax_bw.set_xscale("log", base=2)
+    ax_bw.set_xlabel("float32 elements per step")
+    ax_bw.set_ylabel("GB/s (28 bytes per element)")
+    ax_bw.set_title("Achieved bandwidth; the probe (same traffic, no math) is the ceiling")
+    ax_bw.grid(True, which="both", alpha=0.3)
+    ax_bw.legend(fontsize=7, loc="upper left")
+
+    for key, base, label, color, style in (
+        (f"fastadam {threads}t", "speedup_vs_torch_fused", f"fastadam vs torch fused ({threads} threads)", "tab:red", "-"),
+        (f"Adam.step {threads}t", "speedup_vs_torch_fused", f"Adam.step vs torch fused ({threads} threads)", "tab:purple", "-"),
+        ("fastadam 1t", "speedup_vs_torch_fused", "fastadam vs torch fused (1 thread)", "tab:red", ":"),
+        ("fastadam 1t", "speedup_vs_reference", "fastadam vs NumPy reference (1 thread)", "tab:green", "-"),
+    ):
+        pts = [(c["elements"], c["results"][key][base]) for c in sized
+               if key in c["results"] and c["results"][key].get(base)]
+        if pts:
+            ax_up.plot(*zip(*pts), style, color=color, marker="o", ms=3, label=label)
+    ax_up.axhline(1.0, color="black", lw=0.8)
+    ax_up.set_xscale("log", base=2)
+    ax_up.set_yscale("log")
+    ax_up.set_xlabel("float32 elements per step")
+    ax_up.set_ylabel("speedup (x)")
+    ax_up.set_title("Speedups, median of interleaved rounds")
+    ax_up.grid(True, which="both", alpha=0.3)
+    ax_up.legend(fontsize=7)
+
+    m = report["machine"]
+    fig.suptitle(
+        f"fastadam {m['fastadam']} ({m['isa']}) on {m['cpu']}, {m['threads']} threads; "
+        f"torch {m['torch']}; {m['date']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
