@@ -4,8 +4,8 @@
 
 Left: achieved GB/s (28 bytes per float32 element) against size, with the bandwidth probe at
 the same thread count drawn as the ceiling. Right: speedup of fastadam over torch.optim.Adam
-(fused) and over the NumPy reference. The multi-tensor cases are drawn as single markers at
-their total size. Needs matplotlib; without it the script says so and exits 0.
+(fused) and over the NumPy reference. Third panel: the many-tensor cases beside the flat
+tensor of the same total. Needs matplotlib; without it the script says so and exits 0.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def draw(report: dict, out: Path, plt) -> None:
     sized = [c for c in report["cases"] if c["case"].startswith("n=")]
     sized.sort(key=lambda c: c["elements"])
     multi = [c for c in report["cases"] if not c["case"].startswith("n=")]
-    fig, (ax_bw, ax_up) = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, (ax_bw, ax_up, ax_multi) = plt.subplots(
+        1, 3, figsize=(18, 5.5), gridspec_kw={"width_ratios": [3, 3, 2]}
+    )
 
     for key, label, color, style in STYLES:
         key, label = key.format(T=threads), label.format(T=threads)
@@ -69,20 +71,6 @@ def draw(report: dict, out: Path, plt) -> None:
         ys = [c["results"][key]["gb_per_s"] for c in sized if key in c["results"]]
         if xs:
             ax_bw.plot(xs, ys, style, color=color, marker="o", ms=3, label=label)
-    markers = {"flat": "s", "tensors": "^", "views": "v"}
-    for case in multi:
-        marker = next((m for word, m in markers.items() if case["case"].endswith(word)), "x")
-        for key in (f"fastadam {threads}t", f"torch fused {threads}t", f"probe {threads}t"):
-            row = case["results"].get(key)
-            if row:
-                color = {"fastadam": "tab:blue", "torch": "tab:red", "probe": "black"}[
-                    key.split()[0]
-                ]
-                ax_bw.plot(case["elements"], row["gb_per_s"], marker, color=color, ms=7,
-                           fillstyle="none")
-        ax_bw.annotate(case["case"], (case["elements"], 0), textcoords="offset points",
-                       xytext=(0, 4), fontsize=7, rotation=90, va="bottom", ha="center",
-                       xycoords=("data", "axes fraction"))
     ax_bw.set_xscale("log", base=2)
     ax_bw.set_xlabel("float32 elements per step")
     ax_bw.set_ylabel("GB/s (28 bytes per element)")
@@ -109,6 +97,7 @@ def draw(report: dict, out: Path, plt) -> None:
     ax_up.grid(True, which="both", alpha=0.3)
     ax_up.legend(fontsize=7)
 
+    draw_multi(ax_multi, multi, threads)
     m = report["machine"]
     fig.suptitle(
         f"fastadam {m['fastadam']} ({m['isa']}) on {m['cpu']}, {m['threads']} threads; "
@@ -118,6 +107,32 @@ def draw(report: dict, out: Path, plt) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
+
+
+def draw_multi(ax, cases: list[dict], threads: int) -> None:
+    """Bars of GB/s for the many-tensor cases and the flat tensor of the same total."""
+    keys = [
+        (f"fastadam {threads}t", "fastadam", "tab:blue"),
+        (f"Adam.step {threads}t", "Adam.step", "tab:cyan"),
+        (f"torch fused {threads}t", "torch fused", "tab:red"),
+        (f"probe {threads}t", "probe", "black"),
+    ]
+    width = 0.8 / len(keys)
+    for i, (key, label, color) in enumerate(keys):
+        xs, ys = [], []
+        for j, case in enumerate(cases):
+            row = case["results"].get(key)
+            if row:
+                xs.append(j + (i - (len(keys) - 1) / 2) * width)
+                ys.append(row["gb_per_s"])
+        if xs:
+            ax.bar(xs, ys, width, color=color, label=label, alpha=0.8)
+    ax.set_xticks(range(len(cases)), [c["case"] for c in cases])
+    total = cases[0]["elements"] if cases else 0
+    ax.set_title(f"Many tensors vs one flat tensor\n({total:,} elements, {threads} threads)")
+    ax.set_ylabel("GB/s (28 bytes per element)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":

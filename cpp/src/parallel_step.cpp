@@ -22,6 +22,7 @@ constexpr int kMaxThreads = 1024;
 // threads its work pays for.
 constexpr std::int64_t kMinElementsPerThread = 1 << 14;
 constexpr std::int64_t kCacheLineBytes = 64;
+constexpr std::int64_t kChunksPerThread = 4;
 
 std::mutex pool_mutex;
 std::shared_ptr<ThreadPool> pool;  // guarded by pool_mutex
@@ -57,6 +58,7 @@ void locate(const StepJob<Tensor>& job, std::int64_t g, std::size_t& tensor,
     offset = g - g % line;
 }
 
+// Runs chunk `part` of `parts` equal, contiguous pieces of the call's global element range.
 template <class Tensor>
 void run_part(void* context, int part, int parts) {
     const auto& job = *static_cast<const StepJob<Tensor>*>(context);
@@ -83,8 +85,11 @@ void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update)
     }
     const std::shared_ptr<ThreadPool> p = get_pool();
     const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
-    const int parts = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
-    p->run(&run_part<Tensor>, &job, parts);
+    const int threads = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
+    // A few chunks per thread, so that a thread the OS runs late leaves its share to the others.
+    const int chunks = static_cast<int>(std::min<std::int64_t>(
+        {std::int64_t{threads} * kChunksPerThread, wanted, ThreadPool::kMaxChunks}));
+    p->run(&run_part<Tensor>, &job, threads == 1 ? 1 : chunks, threads - 1);
 }
 
 }  // namespace

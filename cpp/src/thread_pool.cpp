@@ -14,9 +14,16 @@
 namespace fastadam {
 
 namespace {
+
 // A worker spins this long for the next call before it sleeps: optimizer steps come back to
 // back in a training loop, and waking a sleeping thread costs several microseconds.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+constexpr std::uint64_t kFieldMask = (1u << 20) - 1;
+constexpr std::uint64_t run_of(std::uint64_t claim) { return claim >> 40; }
+constexpr std::uint64_t chunks_of(std::uint64_t claim) { return (claim >> 20) & kFieldMask; }
+constexpr std::uint64_t next_of(std::uint64_t claim) { return claim & kFieldMask; }
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -28,7 +35,7 @@ ThreadPool::~ThreadPool() {
     for (auto& w : workers_) w.join();
 }
 
-// Stores the new generation word and wakes sleeping workers. Both sides use seq_cst: a worker
+// Stores the new wake-up word and wakes sleeping workers. Both sides use seq_cst: a worker
 // counts itself in sleepers_ before it re-reads generation_, the caller stores generation_
 // before it reads sleepers_, so at least one of them sees the other.
 void ThreadPool::publish(std::uint64_t word) {
@@ -39,25 +46,42 @@ void ThreadPool::publish(std::uint64_t word) {
     }
 }
 
-void ThreadPool::run(Task task, void* context, int parts) {
-    if (parts <= 1 || workers_.empty()) {
-        task(context, 0, 1);
+// Claims chunks of run `run` until none is left (or another run has opened) and runs them.
+void ThreadPool::claim_and_run(std::uint64_t run) {
+    std::uint64_t claim = claim_.load(std::memory_order_acquire);
+    for (;;) {
+        if (run_of(claim) != run || next_of(claim) >= chunks_of(claim)) return;
+        if (!claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acquire))
+            continue;  // `claim` now holds the current word; look again
+        // The chunk is ours, so the run is still open and task_/context_ are this run's.
+        task_(context_, static_cast<int>(next_of(claim)), static_cast<int>(chunks_of(claim)));
+        done_.fetch_add(1, std::memory_order_release);
+        claim = claim_.load(std::memory_order_acquire);
+    }
+}
+
+void ThreadPool::run(Task task, void* context, int chunks, int helpers) {
+    if (chunks <= 0) return;
+    if (chunks == 1 || helpers <= 0 || workers_.empty()) {
+        for (int c = 0; c < chunks; ++c) task(context, c, chunks);
         return;
     }
     std::lock_guard<std::mutex> lock(run_mutex_);
+    const std::uint64_t run = ++runs_ & ((std::uint64_t{1} << 24) - 1);
     task_ = task;
     context_ = context;
-    pending_.store(parts - 1, std::memory_order_relaxed);
-    const std::uint64_t run_count = (generation_.load(std::memory_order_relaxed) >> 16) + 1;
-    publish((run_count << 16) | static_cast<std::uint64_t>(parts));
-    task(context, 0, parts);
-    while (pending_.load(std::memory_order_acquire) != 0) FASTADAM_CPU_RELAX();
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store((run << 40) | (static_cast<std::uint64_t>(chunks) << 20),
+                 std::memory_order_release);
+    publish((run << 16) | static_cast<std::uint64_t>(helpers));
+    claim_and_run(run);
+    while (done_.load(std::memory_order_acquire) != chunks) FASTADAM_CPU_RELAX();
 }
 
 void ThreadPool::worker_loop(int index) {
     std::uint64_t seen = 0;  // the word before the first run, even if this thread starts late
     for (;;) {
-        // Spin for a while, then sleep until the generation word changes.
+        // Spin for a while, then sleep until the wake-up word changes.
         const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
         std::uint64_t now;
         for (int n = 0; (now = generation_.load(std::memory_order_acquire)) == seen; ++n) {
@@ -72,11 +96,7 @@ void ThreadPool::worker_loop(int index) {
         }
         seen = now;
         if (now == kStopWord) return;
-        const int parts = static_cast<int>(now & 0xffff);
-        if (index < parts) {
-            task_(context_, index, parts);
-            pending_.fetch_sub(1, std::memory_order_acq_rel);
-        }
+        if (index <= static_cast<int>(now & 0xffff)) claim_and_run(now >> 16);
     }
 }
 

@@ -1,8 +1,10 @@
-"""fastadam: a fused, SIMD, multi-threaded Adam/AdamW step for NumPy arrays.
+"""fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad) for NumPy
+arrays.
 
-The update runs in place in one native pass over memory. See ``fastadam.adam_step`` for one
-parameter set, ``fastadam.adam_step_multi`` for many in one call, and ``fastadam.reference`` for
-the same mathematics in plain NumPy.
+The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and ``AdamW``,
+``SGD``, ``Adagrad``) for torch-like optimizer classes, ``fastadam.adam_step`` for one parameter
+set, ``fastadam.adam_step_multi`` for many in one call (likewise ``sgd_step*`` and
+``adagrad_step*``), and ``fastadam.reference`` for the same mathematics in plain NumPy.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 
 from . import reference
 from ._core import (
+    adagrad_step,
+    adagrad_step_multi,
     adam_step,
     adam_step_multi,
     available_isas,
@@ -27,13 +31,19 @@ from ._core import (
     get_num_threads,
     set_isa,
     set_num_threads,
+    sgd_step,
+    sgd_step_multi,
 )
 from .config import show_config
-from .optim import Adam, AdamW
+from .optim import SGD, Adagrad, Adam, AdamW
 
 __all__ = [
+    "SGD",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "adagrad_step",
+    "adagrad_step_multi",
     "adam_step",
     "adam_step_multi",
     "available_isas",
@@ -42,6 +52,8 @@ __all__ = [
     "reference",
     "set_isa",
     "set_num_threads",
+    "sgd_step",
+    "sgd_step_multi",
     "show_config",
 ]
 __version__ = "0.1.0"

@@ -1,8 +1,11 @@
-"""``Adam`` and ``AdamW`` for training loops on NumPy arrays, modelled on ``torch.optim``.
+"""Optimizers for training loops on NumPy arrays, modelled on ``torch.optim``: ``Adam``,
+``AdamW``, ``SGD`` and ``Adagrad``.
 
-The optimizers hold parameter groups and per-parameter state (``step``, ``exp_avg``,
-``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``) as ``torch.optim.Adam`` does, and update
-the parameters in place with one native call per parameter group and dtype.
+Each holds parameter groups and per-parameter state in its torch counterpart's layout and updates
+the parameters in place with one native call per parameter group and dtype. ``Optimizer`` holds
+the machinery they share (groups, state, validation before any write, the cached steady-state
+path, ``state_dict`` and ``.npz`` checkpoints); each optimizer adds its hyper-parameters, its
+state arrays and its native calls.
 """
 
 from __future__ import annotations
@@ -11,19 +14,22 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Callable, ClassVar, Optional, Union
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer"]
 
 _adam_step_positional = _core.adam_step_positional
 _adam_step_multi = _core.adam_step_multi
+_sgd_step_multi = _core.sgd_step_multi
+_adagrad_step_multi = _core.adagrad_step_multi
 _zeros_state = _core.zeros_state
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+# A native call refuses bad input with one of these before writing anything.
+_REFUSED = (TypeError, ValueError, KeyError, IndexError)
 _FORMAT = "fastadam.optim"
 _FORMAT_VERSION = 1
 
@@ -31,6 +37,8 @@ ParamGroup = dict[str, Any]
 Params = Union[Iterable[np.ndarray], Iterable[ParamGroup]]
 Grads = Sequence[Optional[np.ndarray]]
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+# The cached path's native call: (grads, step) -> None, raising one of _REFUSED on bad input.
+FastRun = Callable[[Grads, int], None]
 
 
 def _check_param(p: object, name: str) -> np.ndarray:
@@ -112,58 +120,6 @@ def _real(value: Any, what: str) -> float:
         raise TypeError(f"{what} must be a real number, got {value!r}") from None
 
 
-def _hyper(group: Mapping[str, Any]) -> dict[str, Any]:
-    """The native call's keyword arguments for a group, validated as torch.optim.Adam does."""
-    lr = _real(group["lr"], "lr")
-    eps = _real(group["eps"], "eps")
-    weight_decay = _real(group["weight_decay"], "weight_decay")
-    betas = group["betas"]
-    try:
-        if isinstance(betas, (str, bytes)):
-            raise TypeError
-        first, second = betas
-    except (TypeError, ValueError):
-        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
-    beta1, beta2 = _real(first, "betas[0]"), _real(second, "betas[1]")
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= beta1 < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-    if not 0.0 <= beta2 < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-    return {
-        "lr": lr,
-        "betas": (beta1, beta2),
-        "eps": eps,
-        "weight_decay": weight_decay,
-        "amsgrad": bool(group["amsgrad"]),
-        "maximize": bool(group["maximize"]),
-        "decoupled": bool(group["decoupled_weight_decay"]),
-        "bias_correction": bool(group["bias_correction"]),
-    }
-
-
-def _normalized(group: Mapping[str, Any]) -> dict[str, Any]:
-    """The group with its hyper-parameters validated and stored as plain Python values."""
-    h = _hyper(group)
-    out = dict(group)
-    out.update(
-        lr=h["lr"],
-        betas=h["betas"],
-        eps=h["eps"],
-        weight_decay=h["weight_decay"],
-        amsgrad=h["amsgrad"],
-        maximize=h["maximize"],
-        decoupled_weight_decay=h["decoupled"],
-        bias_correction=h["bias_correction"],
-    )
-    return out
-
-
 def _as_step(value: Any, name: str) -> int:
     """A step count from an int, a float, a 0-d array or a torch tensor's ``.numpy()``."""
     a = np.asarray(value)
@@ -191,25 +147,33 @@ def _copy_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
+def _new_array(p: np.ndarray, fill: float) -> np.ndarray:
+    a = _zeros_state(p.shape, p.dtype)
+    if fill != 0.0:
+        a.fill(fill)
+    return a
+
+
 class _Fast:
     """What a step needs when one group of one dtype updates every parameter at one step count:
-    the lists handed to the native call, kept between steps."""
+    the group, its parameters' state dicts, the step count, and the native call over the state
+    arrays' lists, built once and kept between steps."""
 
-    __slots__ = ("exp_avg_sqs", "exp_avgs", "group", "maxes", "states", "t")
+    __slots__ = ("group", "run", "states", "t")
 
-    def __init__(self, group: ParamGroup, states: list[dict[str, Any]], amsgrad: bool) -> None:
+    def __init__(
+        self, group: ParamGroup, states: list[dict[str, Any]], t: int, run: FastRun
+    ) -> None:
         self.group = group
         self.states = states
-        self.exp_avgs = [s["exp_avg"] for s in states]
-        self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        self.maxes = [s["max_exp_avg_sq"] for s in states] if amsgrad else None
-        self.t = states[0]["step"]
+        self.t = t
+        self.run = run
 
 
 class _StateView(Mapping):
     """``opt.state[param]``: the live state dict of a parameter, looked up by identity."""
 
-    def __init__(self, opt: Adam) -> None:
+    def __init__(self, opt: Optimizer) -> None:
         self._opt = opt
 
     def __getitem__(self, param: np.ndarray) -> dict[str, Any]:
@@ -225,10 +189,477 @@ class _StateView(Mapping):
         return len(self._opt._state)
 
 
-class Adam:
+class Optimizer:
+    """The machinery of fastadam's optimizers: parameter groups, per-parameter state, the step
+    (validate everything, create state, one native call per group and dtype, cache the lists for
+    the steady state), ``state_dict`` and ``.npz`` checkpoints, all in ``torch.optim``'s terms.
+
+    Not used directly. An optimizer subclasses it with a constructor that passes its defaults,
+    and describes its update:
+
+    - ``_state_arrays``: the names of its per-parameter state arrays (torch's keys), and
+      ``_required_arrays``, those a loaded state must hold;
+    - ``_counts_steps``: whether its state has a ``'step'`` count, incremented before the update;
+    - ``_eager_state``: whether state is created with the parameter rather than at its first
+      step (torch's Adagrad does that);
+    - ``_fixed``: group entries every group gets whatever it says (AdamW's decoupled decay);
+    - ``_validate(group)``: its hyper-parameters checked as torch checks them, as plain values;
+    - ``_arrays(values)``: the state arrays a step with those values needs, with their initial
+      value;
+    - ``_call(...)``: one native call over a list of parameters (the general path), and
+      ``_fast_runner(...)``: the same call over lists kept between steps (the cached path).
+    """
+
+    _state_arrays: ClassVar[tuple[str, ...]] = ()
+    _required_arrays: ClassVar[tuple[str, ...]] = ()
+    _counts_steps: ClassVar[bool] = True
+    _eager_state: ClassVar[bool] = False
+    _fixed: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
+        self.defaults: dict[str, Any] = self._normalized(defaults)
+        self.param_groups: list[ParamGroup] = []
+        # id(param) -> (param, state dict); keyed by identity as torch keys by tensor.
+        self._state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        self._fast: _Fast | None = None
+        self._spans: dict[int, tuple[np.ndarray, int, int]] = {}
+
+        if isinstance(params, (np.ndarray, str, bytes, Mapping)) or not isinstance(
+            params, Iterable
+        ):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of arrays or "
+                f"dicts, but got {type(params).__name__}"
+            )
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(_SET_MESSAGE)
+        groups: list[Any] = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        self._flat_input = not isinstance(groups[0], Mapping)
+        if self._flat_input:
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- what an optimizer defines -------------------------------------------------------------
+
+    @staticmethod
+    def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
+        """The group's hyper-parameters, validated, as plain Python values under their keys."""
+        raise NotImplementedError
+
+    def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
+        """The state arrays a step with these hyper-parameters needs: name -> initial value."""
+        raise NotImplementedError
+
+    def _call(
+        self,
+        values: Mapping[str, Any],
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        arrays: Mapping[str, list[np.ndarray]],
+        steps: list[int] | None,
+        fresh: list[bool],
+    ) -> None:
+        """One native call updating ``params``. ``arrays`` holds the lists of the state arrays
+        ``_arrays(values)`` names; ``steps`` the step counts after incrementing (None unless
+        ``_counts_steps``); ``fresh[i]`` whether parameter i's state was created for this step."""
+        raise NotImplementedError
+
+    def _fast_runner(self, group: ParamGroup, arrays: Mapping[str, list[np.ndarray]]) -> FastRun:
+        """``run(grads, step)``: the native call over the group's parameters and these state
+        lists, the hyper-parameters read from the group at each call (the native code validates
+        them before writing; a refusal sends the step down the general path)."""
+        raise NotImplementedError
+
+    # -- parameter groups and state ------------------------------------------------------------
+
+    def _normalized(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The group with its hyper-parameters validated and stored as plain Python values."""
+        out = dict(group)
+        out.update(self._fixed)
+        out.update(self._validate(out))
+        return out
+
+    @property
+    def state(self) -> Mapping[np.ndarray, dict[str, Any]]:
+        """Per-parameter state, looked up by the parameter array itself: ``opt.state[param]``."""
+        self._drop_fast()  # the caller may replace state arrays; rebuild the cached lists
+        return _StateView(self)
+
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a parameter group (a dict with ``'params'``), as ``torch.optim`` does.
+
+        Hyper-parameters the group leaves out take the optimizer's defaults.
+        """
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("parameter group didn't specify a value of required parameter params")
+        params = param_group["params"]
+        if isinstance(params, np.ndarray):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(_SET_MESSAGE)
+        else:
+            params = list(params)
+        gi = len(self.param_groups)
+        names = [
+            f"params[{j}]" if self._flat_input and gi == 0 else _label(("param", gi, j))
+            for j in range(len(params))
+        ]
+        for p, name in zip(params, names):
+            _check_param(p, name)
+        ids = {id(p) for p in params}
+        if len(ids) != len(params):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        spans: list[tuple[int, int, bool, Any]] = [
+            (*self._span_of(p), True, ("param", i, j))
+            for i, g in enumerate(self.param_groups)
+            for j, p in enumerate(g["params"])
+        ]
+        spans += [(*_span(p), True, name) for p, name in zip(params, names)]
+        _check_no_overlap(spans)
+
+        group = dict(self.defaults)
+        group.update(param_group)
+        group = self._normalized(group)
+        group["params"] = params
+        self.param_groups.append(group)
+        self._drop_fast()
+        if self._eager_state:
+            needed = self._arrays(group)
+            for p in params:
+                self._state_of(p, needed, [])
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def step(self, grads: Grads) -> None:
+        """Update every parameter in place from its gradient.
+
+        Parameters
+        ----------
+        grads : list or tuple of numpy.ndarray or None
+            One gradient per parameter, in parameter-group order (the order of
+            ``[p for g in opt.param_groups for p in g['params']]``), each of its parameter's
+            shape and dtype and C-contiguous. ``None`` leaves that parameter (and its state)
+            untouched this step.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Before any parameter or state is changed: a wrong number of gradients, a gradient of
+            the wrong type, dtype or shape, a bad hyper-parameter in a group.
+        """
+        fast = self._fast
+        if fast is not None:
+            t = fast.t + 1
+            try:
+                # One group, one dtype, every state present: the native call validates every
+                # array and hyper-parameter before writing, so a refusal here changed nothing
+                # and the general path below reports it in the optimizer's terms.
+                fast.run(grads, t)
+            except _REFUSED:
+                pass
+            else:
+                fast.t = t  # the state dicts' 'step' catch up in _sync_steps
+                return
+        self._step_general(grads)
+
+    def _sync_steps(self) -> None:
+        """Write the cached step count into the state dicts (the cached path leaves them)."""
+        fast = self._fast
+        if fast is not None and self._counts_steps:
+            for s in fast.states:
+                s["step"] = fast.t
+
+    def _drop_fast(self) -> None:
+        """Forget the cached lists, first bringing the state dicts up to date."""
+        self._sync_steps()
+        self._fast = None
+
+    def _step_general(self, grads: Grads) -> None:
+        self._drop_fast()
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(
+                f"grads must be a list or tuple with one array (or None) per parameter, "
+                f"got {type(grads).__name__}"
+            )
+        groups = self.param_groups
+        n = sum(len(g["params"]) for g in groups)
+        if len(grads) != n:
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {n} parameters")
+        values = [self._validate(g) for g in groups]
+
+        # Validate everything, then create state, then update: a bad input changes nothing.
+        # (Names for messages are made only when something is wrong.)
+        calls = []  # (values, params, grads)
+        pairs = []
+        i = 0
+        for gi, group in enumerate(groups):
+            by_dtype: dict[np.dtype, tuple[list, list]] = {}
+            for j, p in enumerate(group["params"]):
+                g = grads[i]
+                if g is not None:
+                    if not _param_ok(p):
+                        _check_param(p, _label(("param", gi, j)))
+                    if not _grad_ok(g, p):
+                        _check_grad(g, p, f"grads[{i}]")
+                    ps, gs = by_dtype.setdefault(p.dtype, ([], []))
+                    ps.append(p)
+                    gs.append(g)
+                    pairs.append((p, g, gi, j, i))
+                i += 1
+            for ps, gs in by_dtype.values():
+                calls.append((values[gi], ps, gs))
+        if len(calls) > 1:
+            # Each native call checks overlap among its own arrays, before it writes; with more
+            # than one call, a later call's refusal would come after an earlier one's update.
+            spans: list[tuple[int, int, bool, Any]] = []
+            for p, g, gi, j, i in pairs:
+                spans.append((*self._span_of(p), True, ("param", gi, j)))
+                spans.append((*_span(g), False, ("grads", i)))
+            _check_no_overlap(spans)
+
+        created: list[tuple[int, str | None]] = []
+        prepared = []
+        for v, ps, gs in calls:
+            needed = self._arrays(v)
+            states, fresh = [], []
+            for p in ps:
+                before = len(created)
+                states.append(self._state_of(p, needed, created))
+                fresh.append(len(created) > before)
+            arrays = {name: [s[name] for s in states] for name in needed}
+            prepared.append((v, ps, gs, states, fresh, arrays))
+        done = 0
+        steps: list[int] | None = None
+        try:
+            for v, ps, gs, states, fresh, arrays in prepared:
+                steps = [s["step"] + 1 for s in states] if self._counts_steps else None
+                self._call(v, ps, gs, arrays, steps, fresh)
+                if steps is not None:
+                    for s, t in zip(states, steps):
+                        s["step"] = t
+                done += 1
+        except BaseException:
+            if done == 0:  # the native call refused before writing: forget the new state too
+                for key, name in reversed(created):
+                    if name is None:
+                        del self._state[key]
+                    else:
+                        del self._state[key][1][name]
+            raise
+
+        # Cache the lists for the next steps when the fast path's conditions hold.
+        if len(groups) == 1 and len(prepared) == 1:
+            _, ps, _, states, _, arrays = prepared[0]
+            if len(ps) == len(groups[0]["params"]) and (
+                steps is None or all(t == steps[0] for t in steps)
+            ):
+                t = steps[0] if steps is not None else 0
+                self._fast = _Fast(groups[0], states, t, self._fast_runner(groups[0], arrays))
+
+    def _span_of(self, p: np.ndarray) -> tuple[int, int]:
+        """A parameter's memory (begin, end), remembered: an array's memory never moves."""
+        entry = self._spans.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = self._spans[id(p)] = (p, *_span(p))
+        return entry[1], entry[2]
+
+    def _state_of(
+        self, p: np.ndarray, needed: Mapping[str, float], created: list[tuple[int, str | None]]
+    ) -> dict[str, Any]:
+        """The state of ``p`` with the ``needed`` arrays, created where missing (what was created
+        goes on ``created``). A parameter whose optimizer keeps nothing for it gets no entry."""
+        entry = self._state.get(id(p))
+        if entry is None or entry[0] is not p:
+            state: dict[str, Any] = {"step": 0} if self._counts_steps else {}
+            if not state and not needed:
+                return state  # as torch's SGD without momentum: no state at all
+            self._state[id(p)] = (p, state)
+            created.append((id(p), None))
+        else:
+            state = entry[1]
+        for name, fill in needed.items():
+            if name not in state:
+                # e.g. amsgrad or momentum switched on after state existed: it starts from here.
+                state[name] = _new_array(p, fill)
+                created.append((id(p), name))
+        return state
+
+    # -- state_dict ----------------------------------------------------------------------------
+
+    def _params(self) -> list[np.ndarray]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state in its ``torch.optim`` counterpart's layout, as copies.
+
+        ``{'state': {index: {...}}, 'param_groups': [{...hyper-parameters..., 'params': [index,
+        ...]}]}`` where an index counts parameters across groups in order, and a parameter's
+        state holds the keys the class documents. ``step`` is a 0-d float32 array as torch keeps
+        it; arrays are copies, so later steps do not change a saved dict. Convert the arrays with
+        ``torch.from_numpy`` to load it into the torch optimizer.
+        """
+        self._sync_steps()
+        groups = []
+        state = {}
+        k = 0
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = list(range(k, k + len(group["params"])))
+            groups.append(packed)
+            for p in group["params"]:
+                entry = self._state.get(id(p))
+                if entry is not None and entry[0] is p:
+                    s = entry[1]
+                    out: dict[str, Any] = (
+                        {"step": _step_value(s["step"])} if self._counts_steps else {}
+                    )
+                    for key in self._state_arrays:
+                        if key in s:
+                            out[key] = s[key].copy()
+                    if out:
+                        state[k] = out
+                k += 1
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a ``state_dict()`` of this class or of its ``torch.optim`` counterpart.
+
+        Parameters are matched by position, as torch does. Arrays (NumPy, or anything
+        ``numpy.asarray`` takes, such as CPU tensors) are copied into fresh state arrays of each
+        parameter's dtype; ``step`` may be an int, a float or a 0-d array. Everything is checked
+        before anything changes.
+        """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        by_index: dict[int, np.ndarray] = {}
+        new_groups = []
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            saved_params = list(saved["params"])
+            if len(saved_params) != len(group["params"]):
+                raise ValueError(
+                    f"loaded state dict's parameter group {gi} has {len(saved_params)} "
+                    f"parameters, the optimizer's has {len(group['params'])}"
+                )
+            for index, p in zip(saved_params, group["params"]):
+                by_index[int(index)] = p
+            new = dict(self.defaults)
+            new.update((key, value) for key, value in saved.items() if key != "params")
+            new = self._normalized(new)  # AdamW's decoupled decay is set, as torch's AdamW does
+            new["params"] = group["params"]
+            new_groups.append(new)
+
+        new_state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        for key, saved in state_dict["state"].items():
+            index = int(key)
+            if index not in by_index:
+                raise ValueError(f"state[{key!r}] names no parameter of this optimizer")
+            p = by_index[index]
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"state[{index}] must be a dict, got {type(saved).__name__}")
+            s: dict[str, Any] = {}
+            if self._counts_steps:
+                s["step"] = _as_step(saved.get("step"), f"state[{index}]['step']")
+            for name in self._state_arrays:
+                value = saved.get(name)
+                if value is not None:  # torch's SGD may hold a None momentum_buffer
+                    s[name] = _copy_state(value, p, f"state[{index}][{name!r}]")
+                elif name in self._required_arrays:
+                    raise ValueError(f"state[{index}] has no {name!r}")
+            if s:
+                new_state[id(p)] = (p, s)
+
+        for group, new in zip(self.param_groups, new_groups):
+            group.clear()  # in place: code holding a group (an lr schedule) keeps working
+            group.update(new)
+        self._fast = None  # its lists hold the replaced state
+        self._state = new_state
+
+    # -- .npz checkpoints ----------------------------------------------------------------------
+
+    def save(self, file: PathOrFile) -> None:
+        """Write ``state_dict()`` to a ``.npz`` file (at exactly this path) that loads without
+        pickle. Hyper-parameters travel as JSON, so extra group entries must be JSON values."""
+        sd = self.state_dict()
+        arrays: dict[str, Any] = {}
+        state_meta = {}
+        for index, s in sd["state"].items():
+            # The indices with state, and their step counts (null for an optimizer without).
+            state_meta[str(index)] = int(s["step"]) if "step" in s else None
+            for name in self._state_arrays:
+                if name in s:
+                    arrays[f"state.{index}.{name}"] = s[name]
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "class": type(self).__name__,
+            "param_groups": sd["param_groups"],
+            "steps": state_meta,
+        }
+        try:
+            text = json.dumps(meta, allow_nan=True)
+        except TypeError as exc:
+            raise TypeError(f"a parameter group holds a value JSON cannot store: {exc}") from None
+        arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            np.savez(file, **arrays)
+
+    def load(self, file: PathOrFile) -> None:
+        """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it."""
+        with np.load(file, allow_pickle=False) as npz:
+            if "meta" not in npz.files:
+                raise ValueError("not a fastadam optimizer checkpoint (no 'meta' entry)")
+            meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+                raise ValueError("not a fastadam optimizer checkpoint of a known version")
+            writer = _CLASSES.get(meta.get("class"))
+            if writer is not None and writer._state_arrays != self._state_arrays:
+                raise ValueError(
+                    f"the checkpoint holds the state of {meta['class']}, not of "
+                    f"{type(self).__name__}"
+                )
+            state = {}
+            for index, step in meta["steps"].items():
+                s: dict[str, Any] = {} if step is None else {"step": step}
+                for name in self._state_arrays:
+                    key = f"state.{index}.{name}"
+                    if key in npz.files:
+                        s[name] = npz[key]
+                state[int(index)] = s
+        self.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(group):
+                if key != "params":
+                    lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+# -- Adam and AdamW ----------------------------------------------------------------------------
+
+
+class Adam(Optimizer):
     """Adam (and, with ``decoupled_weight_decay=True``, AdamW) on NumPy arrays, in place.
 
-    Names, defaults, parameter groups and ``state_dict`` layout follow ``torch.optim.Adam``.
+    Names, defaults, parameter groups and ``state_dict`` layout follow ``torch.optim.Adam``: a
+    parameter's state holds ``step``, ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+    ``max_exp_avg_sq``.
 
     Parameters
     ----------
@@ -268,7 +699,8 @@ class Adam:
     parameters with ``add_param_group``, not by editing a group's ``'params'`` list.
     """
 
-    _decoupled_default = False
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _required_arrays = ("exp_avg", "exp_avg_sq")
 
     def __init__(
         self,
@@ -283,7 +715,8 @@ class Adam:
         bias_correction: bool = True,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        self.defaults: dict[str, Any] = _normalized(
+        super().__init__(
+            params,
             {
                 "lr": lr,
                 "betas": betas,
@@ -293,407 +726,92 @@ class Adam:
                 "maximize": maximize,
                 "bias_correction": bias_correction,
                 "decoupled_weight_decay": decoupled_weight_decay,
-            }
+            },
         )
-        self.param_groups: list[ParamGroup] = []
-        # id(param) -> (param, state dict); keyed by identity as torch keys by tensor.
-        self._state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
-        self._fast: _Fast | None = None
-        self._spans: dict[int, tuple[np.ndarray, int, int]] = {}
 
-        if isinstance(params, (np.ndarray, str, bytes, Mapping)) or not isinstance(
-            params, Iterable
-        ):
-            raise TypeError(
-                "params argument given to the optimizer should be an iterable of arrays or "
-                f"dicts, but got {type(params).__name__}"
-            )
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(_SET_MESSAGE)
-        groups: list[Any] = list(params)
-        if not groups:
-            raise ValueError("optimizer got an empty parameter list")
-        self._flat_input = not isinstance(groups[0], Mapping)
-        if self._flat_input:
-            groups = [{"params": groups}]
-        for group in groups:
-            self.add_param_group(group)
-
-    # -- parameter groups and state ------------------------------------------------------------
-
-    @property
-    def state(self) -> Mapping[np.ndarray, dict[str, Any]]:
-        """Per-parameter state (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``),
-        looked up by the parameter array itself: ``opt.state[param]``."""
-        self._drop_fast()  # the caller may replace state arrays; rebuild the cached lists
-        return _StateView(self)
-
-    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
-        """Add a parameter group (a dict with ``'params'``), as ``torch.optim.Adam`` does.
-
-        Hyper-parameters the group leaves out take the optimizer's defaults.
-        """
-        if not isinstance(param_group, Mapping):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        if "params" not in param_group:
-            raise ValueError("parameter group didn't specify a value of required parameter params")
-        params = param_group["params"]
-        if isinstance(params, np.ndarray):
-            params = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(_SET_MESSAGE)
-        else:
-            params = list(params)
-        gi = len(self.param_groups)
-        names = [
-            f"params[{j}]" if self._flat_input and gi == 0 else _label(("param", gi, j))
-            for j in range(len(params))
-        ]
-        for p, name in zip(params, names):
-            _check_param(p, name)
-        ids = {id(p) for p in params}
-        if len(ids) != len(params):
-            raise ValueError("optimizer contains a parameter group with duplicate parameters")
-        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
-            raise ValueError("some parameters appear in more than one parameter group")
-        spans: list[tuple[int, int, bool, Any]] = [
-            (*self._span_of(p), True, ("param", i, j))
-            for i, g in enumerate(self.param_groups)
-            for j, p in enumerate(g["params"])
-        ]
-        spans += [(*_span(p), True, name) for p, name in zip(params, names)]
-        _check_no_overlap(spans)
-
-        group = dict(self.defaults)
-        group.update(param_group)
-        if type(self)._decoupled_default:
-            group["decoupled_weight_decay"] = True
-        group = _normalized(group)
-        group["params"] = params
-        self.param_groups.append(group)
-        self._drop_fast()
-
-    # -- the update ----------------------------------------------------------------------------
-
-    def step(self, grads: Grads) -> None:
-        """Update every parameter in place from its gradient.
-
-        Parameters
-        ----------
-        grads : list or tuple of numpy.ndarray or None
-            One gradient per parameter, in parameter-group order (the order of
-            ``[p for g in opt.param_groups for p in g['params']]``), each of its parameter's
-            shape and dtype and C-contiguous. ``None`` leaves that parameter (and its state)
-            untouched this step.
-
-        Raises
-        ------
-        TypeError, ValueError
-            Before any parameter or state is changed: a wrong number of gradients, a gradient of
-            the wrong type, dtype or shape, a bad hyper-parameter in a group.
-        """
-        fast = self._fast
-        if fast is not None:
-            group = fast.group
-            params = group["params"]
-            t = fast.t + 1
-            try:
-                # One group, one dtype, every state present: the native call validates every
-                # array and hyper-parameter before writing, so a failure here changed nothing
-                # and the general path below reports it in the optimizer's terms.
-                beta1, beta2 = group["betas"]
-                _adam_step_positional(
-                    params,
-                    grads,
-                    fast.exp_avgs,
-                    fast.exp_avg_sqs,
-                    fast.maxes,
-                    t,
-                    group["lr"],
-                    beta1,
-                    beta2,
-                    group["eps"],
-                    group["weight_decay"],
-                    group["amsgrad"],
-                    group["maximize"],
-                    group["decoupled_weight_decay"],
-                    group["bias_correction"],
-                )
-            except (TypeError, ValueError, KeyError, IndexError):
-                pass
-            else:
-                fast.t = t  # the state dicts' 'step' catch up in _sync_steps
-                return
-        self._step_general(grads)
-
-    def _sync_steps(self) -> None:
-        """Write the cached step count into the state dicts (the cached path leaves them)."""
-        fast = self._fast
-        if fast is not None:
-            for s in fast.states:
-                s["step"] = fast.t
-
-    def _drop_fast(self) -> None:
-        """Forget the cached lists, first bringing the state dicts up to date."""
-        self._sync_steps()
-        self._fast = None
-
-    def _step_general(self, grads: Grads) -> None:
-        self._drop_fast()
-        if not isinstance(grads, (list, tuple)):
-            raise TypeError(
-                f"grads must be a list or tuple with one array (or None) per parameter, "
-                f"got {type(grads).__name__}"
-            )
-        groups = self.param_groups
-        n = sum(len(g["params"]) for g in groups)
-        if len(grads) != n:
-            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {n} parameters")
-        hypers = [_hyper(g) for g in groups]
-
-        # Validate everything, then create state, then update: a bad input changes nothing.
-        # (Names for messages are made only when something is wrong.)
-        calls = []  # (hyper, params, grads)
-        pairs = []
-        i = 0
-        for gi, group in enumerate(groups):
-            by_dtype: dict[np.dtype, tuple[list, list]] = {}
-            for j, p in enumerate(group["params"]):
-                g = grads[i]
-                if g is not None:
-                    if not _param_ok(p):
-                        _check_param(p, _label(("param", gi, j)))
-                    if not _grad_ok(g, p):
-                        _check_grad(g, p, f"grads[{i}]")
-                    ps, gs = by_dtype.setdefault(p.dtype, ([], []))
-                    ps.append(p)
-                    gs.append(g)
-                    pairs.append((p, g, gi, j, i))
-                i += 1
-            for ps, gs in by_dtype.values():
-                calls.append((hypers[gi], ps, gs))
-        if len(calls) > 1:
-            # Each native call checks overlap among its own arrays, before it writes; with more
-            # than one call, a later call's refusal would come after an earlier one's update.
-            spans: list[tuple[int, int, bool, Any]] = []
-            for p, g, gi, j, i in pairs:
-                spans.append((*self._span_of(p), True, ("param", gi, j)))
-                spans.append((*_span(g), False, ("grads", i)))
-            _check_no_overlap(spans)
-
-        created: list[tuple[int, str | None]] = []
-        prepared = []
-        for h, ps, gs in calls:
-            states = [self._state_of(p, h["amsgrad"], created) for p in ps]
-            prepared.append((h, ps, gs, states))
-        done = 0
+    @staticmethod
+    def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated as torch.optim.Adam does."""
+        lr = _real(group["lr"], "lr")
+        eps = _real(group["eps"], "eps")
+        weight_decay = _real(group["weight_decay"], "weight_decay")
+        betas = group["betas"]
         try:
-            for h, ps, gs, states in prepared:
-                steps = [s["step"] + 1 for s in states]
-                _adam_step_multi(
-                    ps,
-                    gs,
-                    [s["exp_avg"] for s in states],
-                    [s["exp_avg_sq"] for s in states],
-                    steps=steps,
-                    max_exp_avg_sqs=[s["max_exp_avg_sq"] for s in states] if h["amsgrad"] else None,
-                    **h,
-                )
-                for s, t in zip(states, steps):
-                    s["step"] = t
-                done += 1
-        except BaseException:
-            if done == 0:  # the native call refused before writing: forget the new state too
-                for key, name in reversed(created):
-                    if name is None:
-                        del self._state[key]
-                    else:
-                        del self._state[key][1][name]
-            raise
-
-        # Cache the lists for the next steps when the fast path's conditions hold.
-        if len(groups) == 1 and len(prepared) == 1:
-            h, ps, _, states = prepared[0]
-            if len(ps) == len(groups[0]["params"]) and all(
-                s["step"] == states[0]["step"] for s in states
-            ):
-                self._fast = _Fast(groups[0], states, h["amsgrad"])
-
-    def _span_of(self, p: np.ndarray) -> tuple[int, int]:
-        """A parameter's memory (begin, end), remembered: an array's memory never moves."""
-        entry = self._spans.get(id(p))
-        if entry is None or entry[0] is not p:
-            entry = self._spans[id(p)] = (p, *_span(p))
-        return entry[1], entry[2]
-
-    def _state_of(
-        self, p: np.ndarray, amsgrad: bool, created: list[tuple[int, str | None]]
-    ) -> dict[str, Any]:
-        """The state of ``p``, created (zeros) where missing; what was created goes on
-        ``created``."""
-        entry = self._state.get(id(p))
-        if entry is None or entry[0] is not p:
-            state: dict[str, Any] = {
-                "step": 0,
-                "exp_avg": _zeros_state(p.shape, p.dtype),
-                "exp_avg_sq": _zeros_state(p.shape, p.dtype),
-            }
-            self._state[id(p)] = (p, state)
-            created.append((id(p), None))
-        else:
-            state = entry[1]
-        if amsgrad and "max_exp_avg_sq" not in state:
-            # amsgrad switched on after state existed: the maximum starts from here.
-            state["max_exp_avg_sq"] = _zeros_state(p.shape, p.dtype)
-            created.append((id(p), "max_exp_avg_sq"))
-        return state
-
-    # -- state_dict ----------------------------------------------------------------------------
-
-    def _params(self) -> list[np.ndarray]:
-        return [p for g in self.param_groups for p in g["params"]]
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state in ``torch.optim.Adam``'s layout, as copies.
-
-        ``{'state': {index: {'step', 'exp_avg', 'exp_avg_sq'[, 'max_exp_avg_sq']}},
-        'param_groups': [{...hyper-parameters..., 'params': [index, ...]}]}`` where an index
-        counts parameters across groups in order. ``step`` is a 0-d float32 array as torch keeps
-        it; arrays are copies, so later steps do not change a saved dict. Convert the arrays with
-        ``torch.from_numpy`` to load it into ``torch.optim.Adam``.
-        """
-        self._sync_steps()
-        groups = []
-        state = {}
-        k = 0
-        for group in self.param_groups:
-            packed = {key: value for key, value in group.items() if key != "params"}
-            packed["params"] = list(range(k, k + len(group["params"])))
-            groups.append(packed)
-            for p in group["params"]:
-                entry = self._state.get(id(p))
-                if entry is not None and entry[0] is p:
-                    s = entry[1]
-                    out: dict[str, Any] = {"step": _step_value(s["step"])}
-                    for key in _STATE_ARRAYS:
-                        if key in s:
-                            out[key] = s[key].copy()
-                    state[k] = out
-                k += 1
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a ``state_dict()`` of this class or of ``torch.optim.Adam``/``AdamW``.
-
-        Parameters are matched by position, as torch does. Arrays (NumPy, or anything
-        ``numpy.asarray`` takes, such as CPU tensors) are copied into fresh state arrays of each
-        parameter's dtype; ``step`` may be an int, a float or a 0-d array. Everything is checked
-        before anything changes.
-        """
-        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
-        saved_groups = list(state_dict["param_groups"])
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        by_index: dict[int, np.ndarray] = {}
-        new_groups = []
-        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            saved_params = list(saved["params"])
-            if len(saved_params) != len(group["params"]):
-                raise ValueError(
-                    f"loaded state dict's parameter group {gi} has {len(saved_params)} "
-                    f"parameters, the optimizer's has {len(group['params'])}"
-                )
-            for index, p in zip(saved_params, group["params"]):
-                by_index[int(index)] = p
-            new = dict(self.defaults)
-            new.update((key, value) for key, value in saved.items() if key != "params")
-            if type(self)._decoupled_default:
-                new["decoupled_weight_decay"] = True  # as torch.optim.AdamW does on load
-            new = _normalized(new)
-            new["params"] = group["params"]
-            new_groups.append(new)
-
-        new_state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
-        for key, saved in state_dict["state"].items():
-            index = int(key)
-            if index not in by_index:
-                raise ValueError(f"state[{key!r}] names no parameter of this optimizer")
-            p = by_index[index]
-            if not isinstance(saved, Mapping):
-                raise TypeError(f"state[{index}] must be a dict, got {type(saved).__name__}")
-            s: dict[str, Any] = {"step": _as_step(saved.get("step"), f"state[{index}]['step']")}
-            for name in _STATE_ARRAYS:
-                if name in saved:
-                    s[name] = _copy_state(saved[name], p, f"state[{index}][{name!r}]")
-                elif name != "max_exp_avg_sq":
-                    raise ValueError(f"state[{index}] has no {name!r}")
-            new_state[id(p)] = (p, s)
-
-        for group, new in zip(self.param_groups, new_groups):
-            group.clear()  # in place: code holding a group (an lr schedule) keeps working
-            group.update(new)
-        self._fast = None  # its lists hold the replaced state
-        self._state = new_state
-
-    # -- .npz checkpoints ----------------------------------------------------------------------
-
-    def save(self, file: PathOrFile) -> None:
-        """Write ``state_dict()`` to a ``.npz`` file (at exactly this path) that loads without
-        pickle. Hyper-parameters travel as JSON, so extra group entries must be JSON values."""
-        sd = self.state_dict()
-        arrays: dict[str, Any] = {}
-        state_meta = {}
-        for index, s in sd["state"].items():
-            state_meta[str(index)] = int(s["step"])
-            for name in _STATE_ARRAYS:
-                if name in s:
-                    arrays[f"state.{index}.{name}"] = s[name]
-        meta = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "class": type(self).__name__,
-            "param_groups": sd["param_groups"],
-            "steps": state_meta,
+            if isinstance(betas, (str, bytes)):
+                raise TypeError
+            first, second = betas
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+        beta1, beta2 = _real(first, "betas[0]"), _real(second, "betas[1]")
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= beta1 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
+        if not 0.0 <= beta2 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        return {
+            "lr": lr,
+            "betas": (beta1, beta2),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": bool(group["amsgrad"]),
+            "maximize": bool(group["maximize"]),
+            "bias_correction": bool(group["bias_correction"]),
+            "decoupled_weight_decay": bool(group["decoupled_weight_decay"]),
         }
-        try:
-            text = json.dumps(meta, allow_nan=True)
-        except TypeError as exc:
-            raise TypeError(f"a parameter group holds a value JSON cannot store: {exc}") from None
-        arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        if isinstance(file, (str, os.PathLike)):
-            with open(file, "wb") as f:
-                np.savez(f, **arrays)
-        else:
-            np.savez(file, **arrays)
 
-    def load(self, file: PathOrFile) -> None:
-        """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it."""
-        with np.load(file, allow_pickle=False) as npz:
-            if "meta" not in npz.files:
-                raise ValueError("not a fastadam optimizer checkpoint (no 'meta' entry)")
-            meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-            if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
-                raise ValueError("not a fastadam optimizer checkpoint of a known version")
-            state = {}
-            for index, step in meta["steps"].items():
-                s: dict[str, Any] = {"step": step}
-                for name in _STATE_ARRAYS:
-                    key = f"state.{index}.{name}"
-                    if key in npz.files:
-                        s[name] = npz[key]
-                state[int(index)] = s
-        self.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
+        if values["amsgrad"]:
+            return {"exp_avg": 0.0, "exp_avg_sq": 0.0, "max_exp_avg_sq": 0.0}
+        return {"exp_avg": 0.0, "exp_avg_sq": 0.0}
 
-    def __repr__(self) -> str:
-        lines = [f"{type(self).__name__} ("]
-        for i, group in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            for key in sorted(group):
-                if key != "params":
-                    lines.append(f"    {key}: {group[key]}")
-        lines.append(")")
-        return "\n".join(lines)
+    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
+        _adam_step_multi(
+            params,
+            grads,
+            arrays["exp_avg"],
+            arrays["exp_avg_sq"],
+            steps=steps,
+            max_exp_avg_sqs=arrays.get("max_exp_avg_sq"),
+            lr=values["lr"],
+            betas=values["betas"],
+            eps=values["eps"],
+            weight_decay=values["weight_decay"],
+            amsgrad=values["amsgrad"],
+            maximize=values["maximize"],
+            decoupled=values["decoupled_weight_decay"],
+            bias_correction=values["bias_correction"],
+        )
+
+    def _fast_runner(self, group: ParamGroup, arrays: Mapping[str, list[np.ndarray]]) -> FastRun:
+        exp_avgs, exp_avg_sqs = arrays["exp_avg"], arrays["exp_avg_sq"]
+        maxes = arrays.get("max_exp_avg_sq")
+
+        def run(grads: Grads, t: int) -> None:
+            beta1, beta2 = group["betas"]
+            _adam_step_positional(
+                group["params"],
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                maxes,
+                t,
+                group["lr"],
+                beta1,
+                beta2,
+                group["eps"],
+                group["weight_decay"],
+                group["amsgrad"],
+                group["maximize"],
+                group["decoupled_weight_decay"],
+                group["bias_correction"],
+            )
+
+        return run
 
 
 class AdamW(Adam):
@@ -702,7 +820,7 @@ class AdamW(Adam):
     Same parameters as ``Adam``; every group has ``decoupled_weight_decay=True``.
     """
 
-    _decoupled_default = True
+    _fixed: ClassVar[dict[str, Any]] = {"decoupled_weight_decay": True}
 
     def __init__(
         self,
@@ -728,6 +846,256 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
         )
 
+
+# -- SGD ---------------------------------------------------------------------------------------
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum (``torch.optim.SGD``) on NumPy arrays, in place.
+
+    Per element: ``g = -g`` if maximize; ``g += weight_decay * p``; with momentum,
+    ``buf = g`` at a parameter's first step and ``momentum * buf + (1 - dampening) * g`` after,
+    then ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``p -= lr * g``. A parameter's
+    state is ``{'momentum_buffer': array}`` once it has stepped with momentum, and nothing without
+    momentum, as in torch.
+
+    Parameters
+    ----------
+    params : iterable of numpy.ndarray, or iterable of dict
+        As for ``Adam``.
+    lr : float
+        Learning rate (default 1e-3).
+    momentum : float
+        Momentum factor (default 0).
+    dampening : float
+        Dampening of the momentum (default 0).
+    weight_decay : float
+        L2 penalty added to the gradient (default 0).
+    nesterov : bool
+        Nesterov momentum (default False); needs momentum > 0 and dampening 0.
+    maximize : bool
+        Ascend instead of descend (default False).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for ``Adam``, with torch's messages.
+    """
+
+    _state_arrays = ("momentum_buffer",)
+    _counts_steps = False
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+                "maximize": maximize,
+            },
+        )
+
+    @staticmethod
+    def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated as torch.optim.SGD does."""
+        lr = _real(group["lr"], "lr")
+        momentum = _real(group["momentum"], "momentum")
+        dampening = _real(group["dampening"], "dampening")
+        weight_decay = _real(group["weight_decay"], "weight_decay")
+        nesterov = bool(group["nesterov"])
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0.0 or dampening != 0.0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        return {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": bool(group["maximize"]),
+        }
+
+    def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
+        # A new buffer's contents do not matter: its first step copies the gradient into it.
+        return {"momentum_buffer": 0.0} if values["momentum"] != 0.0 else {}
+
+    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
+        _sgd_step_multi(
+            params,
+            grads,
+            arrays.get("momentum_buffer"),
+            first_steps=fresh,
+            lr=values["lr"],
+            momentum=values["momentum"],
+            dampening=values["dampening"],
+            weight_decay=values["weight_decay"],
+            nesterov=values["nesterov"],
+            maximize=values["maximize"],
+        )
+
+    def _fast_runner(self, group: ParamGroup, arrays: Mapping[str, list[np.ndarray]]) -> FastRun:
+        buffers = arrays.get("momentum_buffer")  # None without momentum (refused if it changes)
+
+        def run(grads: Grads, t: int) -> None:
+            _sgd_step_multi(
+                group["params"],
+                grads,  # type: ignore[arg-type]  # None: refused, general path
+                buffers,
+                lr=group["lr"],
+                momentum=group["momentum"],
+                dampening=group["dampening"],
+                weight_decay=group["weight_decay"],
+                nesterov=group["nesterov"],
+                maximize=group["maximize"],
+            )
+
+        return run
+
+
+# -- Adagrad -----------------------------------------------------------------------------------
+
+
+class Adagrad(Optimizer):
+    """Adagrad (``torch.optim.Adagrad``) on NumPy arrays, in place.
+
+    Per element, at step ``t`` (1-based, per parameter): ``clr = lr / (1 + (t - 1) * lr_decay)``;
+    ``g = -g`` if maximize; ``g += weight_decay * p``; ``sum += g * g``;
+    ``p -= clr * g / (sqrt(sum) + eps)``. A parameter's state, ``{'step', 'sum'}``, is created
+    with the parameter (``sum`` filled with ``initial_accumulator_value``), as torch does.
+
+    Parameters
+    ----------
+    params : iterable of numpy.ndarray, or iterable of dict
+        As for ``Adam``.
+    lr : float
+        Learning rate (default 1e-2).
+    lr_decay : float
+        Learning-rate decay (default 0).
+    weight_decay : float
+        L2 penalty added to the gradient (default 0).
+    initial_accumulator_value : float
+        Starting value of the sum of squared gradients (default 0). A group's own value is
+        honoured (torch uses the constructor's for every group).
+    eps : float
+        Added to the denominator (default 1e-10).
+    maximize : bool
+        Ascend instead of descend (default False).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for ``Adam``, with torch's messages.
+    """
+
+    _state_arrays = ("sum",)
+    _required_arrays = ("sum",)
+    _eager_state = True
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "weight_decay": weight_decay,
+                "initial_accumulator_value": initial_accumulator_value,
+                "eps": eps,
+                "maximize": maximize,
+            },
+        )
+
+    @staticmethod
+    def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated as torch.optim.Adagrad does."""
+        lr = _real(group["lr"], "lr")
+        lr_decay = _real(group["lr_decay"], "lr_decay")
+        weight_decay = _real(group["weight_decay"], "weight_decay")
+        initial = _real(group["initial_accumulator_value"], "initial_accumulator_value")
+        eps = _real(group["eps"], "eps")
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        return {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial,
+            "eps": eps,
+            "maximize": bool(group["maximize"]),
+        }
+
+    def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
+        return {"sum": values["initial_accumulator_value"]}
+
+    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
+        _adagrad_step_multi(
+            params,
+            grads,
+            arrays["sum"],
+            steps=steps,
+            lr=values["lr"],
+            lr_decay=values["lr_decay"],
+            weight_decay=values["weight_decay"],
+            eps=values["eps"],
+            maximize=values["maximize"],
+        )
+
+    def _fast_runner(self, group: ParamGroup, arrays: Mapping[str, list[np.ndarray]]) -> FastRun:
+        sums = arrays["sum"]
+
+        def run(grads: Grads, t: int) -> None:
+            _adagrad_step_multi(
+                group["params"],
+                grads,  # type: ignore[arg-type]  # None: refused, general path
+                sums,
+                steps=t,
+                lr=group["lr"],
+                lr_decay=group["lr_decay"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+            )
+
+        return run
+
+
+# Checkpoints name the class that wrote them; one with other state arrays is refused on load.
+_CLASSES: dict[str, type[Optimizer]] = {c.__name__: c for c in (Adam, AdamW, SGD, Adagrad)}
 
 _SET_MESSAGE = (
     "optimizer parameters need to be organized in ordered collections, but the ordering of "
