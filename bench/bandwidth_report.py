@@ -421,7 +421,10 @@ def bar_verdicts(cases: list[dict], threads: int, tensors: int) -> list[str]:
     if a:
         s = a["speedup_vs_torch_fused"]
         ok = a["pct_of_probe"] >= 95.0 and s is not None and s >= 1.1
-        extra = f"; Adam.step {b['pct_of_probe']:.1f}%, {fmt(b['speedup_vs_torch_fused'], '{:.2f}x')}" if b else ""
+        extra = ""
+        if b:
+            b_fused = fmt(b["speedup_vs_torch_fused"], "{:.2f}x")
+            extra = f"; Adam.step {b['pct_of_probe']:.1f}%, {b_fused}"
         lines.append(
             f"  2**24: {a['pct_of_probe']:.1f}% of the probe (>= 95%), {fmt(s, '{:.2f}x')} torch "
             f"fused (>= 1.1x){extra}: {verdict(ok)}{one_thread('n=2**24')}"
@@ -451,8 +454,8 @@ def bar_verdicts(cases: list[dict], threads: int, tensors: int) -> list[str]:
             if x is not None
         ]
         lines.append(
-            f"  {tensors} tensors: {slower:+.1f}% time vs flat (<= +10%), {fmt(s, '{:.2f}x')} torch "
-            f"fused (>= 1.3x): {verdict(ok)}{one_thread(many_case)}"
+            f"  {tensors} tensors: {slower:+.1f}% time vs flat (<= +10%), {fmt(s, '{:.2f}x')} "
+            f"torch fused (>= 1.3x): {verdict(ok)}{one_thread(many_case)}"
         )
         if context:
             lines.append(f"      vs flat: {'; '.join(context)}")
@@ -462,7 +465,10 @@ def bar_verdicts(cases: list[dict], threads: int, tensors: int) -> list[str]:
     if a and b:
         s = b["seconds"] / a["seconds"]
         c = get("n=2**10", "torch fused 1t")
-        extra = f" [torch fused 1t: {seconds(c['seconds'])}, {c['seconds'] / a['seconds']:.1f}x]" if c else ""
+        extra = ""
+        if c:
+            ratio = c["seconds"] / a["seconds"]
+            extra = f" [torch fused 1t: {seconds(c['seconds'])}, {ratio:.1f}x]"
         lines.append(
             f"  2**10 Adam.step: {seconds(a['seconds'])} vs torch fused step() "
             f"{seconds(b['seconds'])}, {s:.1f}x (>= 7x): {verdict(s >= 7.0)}{extra}"

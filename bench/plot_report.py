@@ -78,14 +78,19 @@ def draw(report: dict, out: Path, plt) -> None:
     ax_bw.grid(True, which="both", alpha=0.3)
     ax_bw.legend(fontsize=7, loc="upper left")
 
+    vs_fused, vs_ref = "speedup_vs_torch_fused", "speedup_vs_reference"
+    T = f"{threads} threads"
     for key, base, label, color, style in (
-        (f"fastadam {threads}t", "speedup_vs_torch_fused", f"fastadam vs torch fused ({threads} threads)", "tab:red", "-"),
-        (f"Adam.step {threads}t", "speedup_vs_torch_fused", f"Adam.step vs torch fused ({threads} threads)", "tab:purple", "-"),
-        ("fastadam 1t", "speedup_vs_torch_fused", "fastadam vs torch fused (1 thread)", "tab:red", ":"),
-        ("fastadam 1t", "speedup_vs_reference", "fastadam vs NumPy reference (1 thread)", "tab:green", "-"),
+        (f"fastadam {threads}t", vs_fused, f"fastadam vs torch fused, {T}", "tab:red", "-"),
+        (f"Adam.step {threads}t", vs_fused, f"Adam.step vs torch fused, {T}", "tab:purple", "-"),
+        ("fastadam 1t", vs_fused, "fastadam vs torch fused, 1 thread", "tab:red", ":"),
+        ("fastadam 1t", vs_ref, "fastadam vs NumPy reference, 1 thread", "tab:green", "-"),
     ):
-        pts = [(c["elements"], c["results"][key][base]) for c in sized
-               if key in c["results"] and c["results"][key].get(base)]
+        pts = [
+            (c["elements"], c["results"][key][base])
+            for c in sized
+            if key in c["results"] and c["results"][key].get(base)
+        ]
         if pts:
             ax_up.plot(*zip(*pts), style, color=color, marker="o", ms=3, label=label)
     ax_up.axhline(1.0, color="black", lw=0.8)
