@@ -94,6 +94,7 @@ void check_no_overlap(const std::vector<ArrayView>& arrays) {
     std::vector<Span> spans;
     spans.reserve(arrays.size());
     for (const auto& v : arrays) {
+        if (!v.present) continue;
         const auto nbytes = static_cast<std::uintptr_t>(v.array.nbytes());
         if (nbytes == 0) continue;
         const auto begin = reinterpret_cast<std::uintptr_t>(v.array.data());

@@ -29,9 +29,10 @@ struct ArgName {
 
 // One checked array, remembered for the overlap test.
 struct ArrayView {
-    py::array array;
+    py::array array;  // unset when !present
     ArgName name;
     bool written;  // grads are only read
+    bool present = true;
 };
 
 // Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param`,

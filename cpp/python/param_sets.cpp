@@ -7,21 +7,28 @@ std::string argument_name(const char* single, const char* plural, std::size_t i,
 }
 
 CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
-                       const std::vector<Role>& roles, bool multi) {
+                       const std::vector<Role>& roles, bool multi, bool mixed_dtypes) {
     CheckedSets out;
     out.roles = roles.size();
     out.views.reserve(sets.size() * roles.size());
+    out.dtypes.reserve(sets.size());
     for (std::size_t i = 0; i < sets.size(); ++i) {
         const ArgName param_name{roles[0].single, roles[0].plural, i, multi};
         const Dtype d = param_dtype(sets[i][0], param_name);
-        if (i > 0 && d != out.dtype)
+        if (i > 0 && d != out.dtype && !mixed_dtypes)
             throw py::type_error(param_name.str() + " has another dtype than " +
                                  argument_name(roles[0].single, roles[0].plural, 0, multi) +
                                  ": one call updates one dtype");
-        out.dtype = d;
+        if (i == 0) out.dtype = d;
+        out.dtypes.push_back(d);
         const auto param = py::reinterpret_borrow<py::array>(sets[i][0]);
         for (std::size_t r = 0; r < roles.size(); ++r) {
             const ArgName name{roles[r].single, roles[r].plural, i, multi};
+            if (roles[r].optional && sets[i][r].is_none()) {
+                out.views.push_back({py::reinterpret_steal<py::array>(py::handle()), name,
+                                     roles[r].written, false});
+                continue;
+            }
             py::array a = check_array(sets[i][r], name, roles[r].written, d, param);
             out.views.push_back({std::move(a), name, roles[r].written});
         }

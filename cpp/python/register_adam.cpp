@@ -1,5 +1,6 @@
 // Bindings of the Adam kernels: adam_step (one parameter set), adam_step_multi (a list of sets
 // in one native call) and the bandwidth probe. Validate everything, release the GIL, run.
+#include <type_traits>
 #include <utility>
 
 #include "fastadam/kernels.hpp"
@@ -131,9 +132,84 @@ void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_a
     run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, Kernel::bandwidth_probe);
 }
 
-// adam_step_multi with every argument positional: pybind11 looks each keyword argument up by a
-// freshly made string, which costs more than the whole update of a small tensor. The optimizer
-// classes call this once per step.
+// One hyper-parameter tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
+// bias_correction), as adam_step_sets takes them.
+AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t index) {
+    if (!py::isinstance<py::tuple>(obj) || py::len(obj) != 9)
+        throw py::type_error("hypers[" + std::to_string(index) +
+                             "] must be a tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, "
+                             "maximize, decoupled, bias_correction)");
+    const auto t = py::reinterpret_borrow<py::tuple>(obj);
+    AdamHyper h = make_hyper(t[0].cast<double>(), {t[1].cast<double>(), t[2].cast<double>()},
+                             t[3].cast<double>(), t[4].cast<double>(), t[5].cast<bool>(),
+                             t[6].cast<bool>(), t[7].cast<bool>(), t[8].cast<bool>());
+    check_hyper(h);
+    return h;
+}
+
+// The optimizer classes' entry: every parameter set of every group and dtype in one call, each
+// set with its own step and hyper-parameter tuple (sets of one group share one tuple object,
+// which is read once). All arguments positional: pybind11 looks each keyword argument up by a
+// freshly made string, which costs more than the whole update of a small tensor. Everything is
+// validated before anything is written, then one kernel call runs per dtype.
+void adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
+                    py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
+                    py::object hypers) {
+    const auto p = as_list(params, "params");
+    const std::size_t n = p.size();
+    const std::vector<std::vector<py::object>> lists = {
+        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
+        as_list(exp_avg_sqs, "exp_avg_sqs", n), as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n)};
+    const auto step_list = int_per_set(steps, "steps", n);
+    const bool one_tuple = py::isinstance<py::tuple>(hypers);
+    const auto hyper_objects = one_tuple ? std::vector<py::object>() : as_list(hypers, "hypers", n);
+    std::vector<AdamHyper> hyper_list(n);
+    PyObject* previous = nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+        const py::handle obj = one_tuple ? hypers : hyper_objects[i];
+        if (obj.ptr() != previous) hyper_list[i] = hyper_from_tuple(obj, i);
+        else hyper_list[i] = hyper_list[i - 1];
+        previous = obj.ptr();
+        check_step(step_list[i], ArgName{"step", "steps", i, true});
+        if (hyper_list[i].amsgrad == lists[3][i].is_none())
+            throw py::value_error("max_exp_avg_sqs[" + std::to_string(i) + "] must be " +
+                                  (hyper_list[i].amsgrad ? "an array (amsgrad=True)"
+                                                         : "None (amsgrad=False)"));
+    }
+    std::vector<std::vector<py::handle>> sets(n);
+    for (std::size_t i = 0; i < n; ++i)
+        sets[i] = {p[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i]};
+    std::vector<Role> roles = kAdamRoles;
+    roles[4].optional = true;
+    const CheckedSets checked = check_sets(sets, roles, true, /*mixed_dtypes=*/true);
+
+    auto tensors_of = [&](auto zero) {
+        using T = decltype(zero);
+        const Dtype wanted = std::is_same_v<T, float> ? Dtype::float32 : Dtype::float64;
+        std::vector<AdamTensor<T>> out;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (checked.dtypes[i] != wanted) continue;
+            AdamTensor<T> t;
+            t.param = checked.data<T>(i, 0);
+            t.grad = checked.data<T>(i, 1);
+            t.exp_avg = checked.data<T>(i, 2);
+            t.exp_avg_sq = checked.data<T>(i, 3);
+            t.max_exp_avg_sq = checked.data<T>(i, 4);
+            t.size = checked.size(i);
+            t.scalars = make_scalars(hyper_list[i], step_list[i]);
+            out.push_back(t);
+        }
+        return out;
+    };
+    const auto f32 = tensors_of(0.0f);
+    const auto f64 = tensors_of(0.0);
+    py::gil_scoped_release release;  // safe: `checked` keeps every array alive; raw buffers only
+    if (!f32.empty()) adam_step(f32.data(), f32.size());
+    if (!f64.empty()) adam_step(f64.data(), f64.size());
+}
+
+// Transitional: adam_step_multi with every argument positional (optim.py moves to
+// adam_step_sets).
 void adam_step_positional(py::object params, py::object grads, py::object exp_avgs,
                           py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
                           double lr, double beta1, double beta2, double eps, double weight_decay,
@@ -185,11 +261,14 @@ written. All params share one dtype. ``steps`` is one int for all sets or one in
 The work of the whole call is split across the thread pool in contiguous chunks.
 Hyper-parameters are as for adam_step.
 )doc");
-    m.def("adam_step_positional", &adam_step_positional,
-          "adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, *, max_exp_avg_sqs, steps, lr, "
-          "betas[0], betas[1], eps, weight_decay, amsgrad, maximize, decoupled, "
-          "bias_correction) with every argument positional and required, in that order: the "
-          "low-overhead entry for optimizer classes.");
+    m.def("adam_step_sets", &adam_step_sets, "params"_a, "grads"_a, "exp_avgs"_a,
+          "exp_avg_sqs"_a, "max_exp_avg_sqs"_a, "steps"_a, "hypers"_a, py::pos_only(),
+          "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
+          "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
+          "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
+          "decoupled, bias_correction) or one per set. Everything is validated before anything "
+          "is written.");
+    m.def("adam_step_positional", &adam_step_positional, "Transitional; see adam_step_sets.");
     m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
           "exp_avg_sqs"_a,
           "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "

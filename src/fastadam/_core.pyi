@@ -7,6 +7,8 @@ import numpy.typing as npt
 from typing_extensions import TypeAlias
 
 _FloatArray: TypeAlias = npt.NDArray[np.floating]
+# (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction)
+_AdamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool, bool, bool]
 
 # register_adam.cpp
 
@@ -60,6 +62,16 @@ def adam_step_positional(
     maximize: bool,
     decoupled: bool,
     bias_correction: bool,
+    /,
+) -> None: ...
+def adam_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    max_exp_avg_sqs: Sequence[_FloatArray | None],
+    steps: int | Sequence[int],
+    hypers: _AdamHyperTuple | Sequence[_AdamHyperTuple],
     /,
 ) -> None: ...
 def bandwidth_probe(

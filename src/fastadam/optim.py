@@ -211,7 +211,9 @@ class Optimizer:
       value;
     - ``_call(...)``: one native call over a list of parameters (the general path), and
       ``_fast_call(...)``: the same call over the group's parameters and the state lists kept
-      between steps (the cached path).
+      between steps (the cached path; ``Adam`` writes it inline in its ``step``).
+
+    ``SGD`` and ``Adagrad`` below are complete examples.
     """
 
     _state_arrays: ClassVar[tuple[str, ...]] = ()
