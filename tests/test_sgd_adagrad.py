@@ -783,4 +783,7 @@ def test_state_dict_interop_with_torch(direction, cls_name, kwargs, torch):
     mine, other = opt.state_dict()["state"][0], to_numpy(topt.state_dict())["state"][0]
     assert sorted(mine) == sorted(other)
     for name in mine:
-        np.testing.assert_allclose(mine[name], other[name], rtol=1e-11, atol=0)
+        # Near the minimum the momentum buffer's elements pass through zero: judged against the
+        # buffer's scale (differences measured: ~4e-12 of max|buf|).
+        scale = np.max(np.abs(other[name]))
+        np.testing.assert_allclose(mine[name], other[name], rtol=1e-11, atol=1e-11 * scale)
