@@ -20,27 +20,43 @@ const std::vector<Role> kAdamRoles = {{"param", "params", true},
 // What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
 enum class Kernel { adam, bandwidth_probe };
 
+// The validated sets of one dtype as kernel tensors, each with its own coefficients.
 template <class T>
-void run_kernel(const CheckedSets& sets, const AdamHyper& hyper,
-                const std::vector<std::int64_t>& steps, Kernel kernel) {
-    std::vector<AdamTensor<T>> tensors(sets.count());
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        auto& t = tensors[i];
+std::vector<AdamTensor<T>> tensors_of(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
+                                      const std::vector<std::int64_t>& steps) {
+    const Dtype wanted = std::is_same_v<T, float> ? Dtype::float32 : Dtype::float64;
+    std::vector<AdamTensor<T>> out;
+    out.reserve(sets.count());
+    for (std::size_t i = 0; i < sets.count(); ++i) {
+        if (sets.dtypes[i] != wanted) continue;
+        AdamTensor<T> t;
         t.param = sets.data<T>(i, 0);
         t.grad = sets.data<T>(i, 1);
         t.exp_avg = sets.data<T>(i, 2);
         t.exp_avg_sq = sets.data<T>(i, 3);
-        t.max_exp_avg_sq = hyper.amsgrad ? sets.data<T>(i, 4) : nullptr;
+        t.max_exp_avg_sq = sets.roles > 4 ? sets.data<T>(i, 4) : nullptr;
         t.size = sets.size(i);
-        t.scalars = make_scalars(hyper, steps[i]);
+        t.scalars = make_scalars(hypers[i], steps[i]);
+        out.push_back(t);
     }
-    // Safe without the GIL: the kernel touches only raw buffers, and `sets` holds a reference
-    // to every array until it returns.
+    return out;
+}
+
+// Runs validated sets: one kernel call per dtype present.
+void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
+            const std::vector<std::int64_t>& steps, Kernel kernel) {
+    const auto f32 = tensors_of<float>(sets, hypers, steps);
+    const auto f64 = tensors_of<double>(sets, hypers, steps);
+    // Safe without the GIL: the kernels touch only raw buffers, and `sets` holds a reference
+    // to every array until they return.
     py::gil_scoped_release release;
-    if (kernel == Kernel::adam)
-        adam_step(tensors.data(), tensors.size());
-    else
-        bandwidth_probe(tensors.data(), tensors.size());
+    if (kernel == Kernel::adam) {
+        if (!f32.empty()) adam_step(f32.data(), f32.size());
+        if (!f64.empty()) adam_step(f64.data(), f64.size());
+    } else {
+        if (!f32.empty()) bandwidth_probe(f32.data(), f32.size());
+        if (!f64.empty()) bandwidth_probe(f64.data(), f64.size());
+    }
 }
 
 // Validates the hyper-parameters, steps and every array, then runs. `sets[i]` holds param,
@@ -52,11 +68,7 @@ void run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hype
         check_step(steps[i], ArgName{"step", "steps", i, multi});
     const std::vector<Role> roles(kAdamRoles.begin(), kAdamRoles.begin() + (hyper.amsgrad ? 5 : 4));
     const CheckedSets checked = check_sets(sets, roles, multi);
-    if (checked.count() == 0) return;
-    if (checked.dtype == Dtype::float32)
-        run_kernel<float>(checked, hyper, steps, kernel);
-    else
-        run_kernel<double>(checked, hyper, steps, kernel);
+    launch(checked, std::vector<AdamHyper>(sets.size(), hyper), steps, kernel);
 }
 
 AdamHyper make_hyper(double lr, std::pair<double, double> betas, double eps, double weight_decay,
@@ -181,31 +193,8 @@ void adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
         sets[i] = {p[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i]};
     std::vector<Role> roles = kAdamRoles;
     roles[4].optional = true;
-    const CheckedSets checked = check_sets(sets, roles, true, /*mixed_dtypes=*/true);
-
-    auto tensors_of = [&](auto zero) {
-        using T = decltype(zero);
-        const Dtype wanted = std::is_same_v<T, float> ? Dtype::float32 : Dtype::float64;
-        std::vector<AdamTensor<T>> out;
-        for (std::size_t i = 0; i < n; ++i) {
-            if (checked.dtypes[i] != wanted) continue;
-            AdamTensor<T> t;
-            t.param = checked.data<T>(i, 0);
-            t.grad = checked.data<T>(i, 1);
-            t.exp_avg = checked.data<T>(i, 2);
-            t.exp_avg_sq = checked.data<T>(i, 3);
-            t.max_exp_avg_sq = checked.data<T>(i, 4);
-            t.size = checked.size(i);
-            t.scalars = make_scalars(hyper_list[i], step_list[i]);
-            out.push_back(t);
-        }
-        return out;
-    };
-    const auto f32 = tensors_of(0.0f);
-    const auto f64 = tensors_of(0.0);
-    py::gil_scoped_release release;  // safe: `checked` keeps every array alive; raw buffers only
-    if (!f32.empty()) adam_step(f32.data(), f32.size());
-    if (!f64.empty()) adam_step(f64.data(), f64.size());
+    launch(check_sets(sets, roles, true, /*mixed_dtypes=*/true), hyper_list, step_list,
+           Kernel::adam);
 }
 
 // Transitional: adam_step_multi with every argument positional (optim.py moves to
