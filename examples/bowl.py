@@ -89,18 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         f"SGD (lr {args.lr:g})": trajectory(fastadam.SGD, args.start, steps, lr=args.lr),
     }
     adam, sgd = runs.values()
-    print(f"fastadam {fastadam.__version__} ({fastadam.get_isa()}): the bowl x^2 + y^2 from "
-          f"({args.start[0]:g}, {args.start[1]:g}), {steps} steps, lr {args.lr:g}")
+    print(
+        f"fastadam {fastadam.__version__} ({fastadam.get_isa()}): the bowl x^2 + y^2 from "
+        f"({args.start[0]:g}, {args.start[1]:g}), {steps} steps, lr {args.lr:g}"
+    )
     print(f"{'step':>6}  {'Adam (x, y)':>24}  {'f Adam':>10}  {'f SGD':>10}")
     shown = sorted({0, 1, 2, 5, 10, 20, 50, 100, 150, 200, steps} & set(range(steps + 1)))
     for t in shown:
-        print(f"{t:6d}  ({adam[t, 0]:+.4e}, {adam[t, 1]:+.4e})  "
-              f"{objective(adam[t]):10.3e}  {objective(sgd[t]):10.3e}")
+        print(
+            f"{t:6d}  ({adam[t, 0]:+.4e}, {adam[t, 1]:+.4e})  "
+            f"{objective(adam[t]):10.3e}  {objective(sgd[t]):10.3e}"
+        )
 
     initial = objective(adam[0])
     final = {"adam": objective(adam[-1]), "sgd": objective(sgd[-1])}
-    print(f"final objective: adam={final['adam']:.3e} sgd={final['sgd']:.3e} "
-          f"(initial {initial:.3e})")
+    print(
+        f"final objective: adam={final['adam']:.3e} sgd={final['sgd']:.3e} (initial {initial:.3e})"
+    )
 
     plot(args.out / "bowl.png", runs, args.lr)
     results = {

@@ -69,7 +69,7 @@ def forward(params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def loss_and_grads(params: list[np.ndarray], x: np.ndarray, y: np.ndarray):
     """Mean cross-entropy of the batch and its gradients, aligned with `params`."""
-    w1, _, w2, _ = params
+    w2 = params[2]
     hidden, probs = forward(params, x)
     n = len(y)
     loss = float(-np.log(probs[np.arange(n), y] + 1e-12).mean())
@@ -121,8 +121,11 @@ def plot(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
     ]:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for opt_name, r in results.items():
-            hyper = ", ".join(f"{k} {v:g}" if not isinstance(v, bool) else k
-                              for k, v in r["hyper_parameters"].items() if v is not False)
+            hyper = ", ".join(
+                f"{k} {v:g}" if not isinstance(v, bool) else k
+                for k, v in r["hyper_parameters"].items()
+                if v is not False
+            )
             ax.plot(r[key], label=f"{opt_name} ({hyper})")
         ax.set(xlabel="epoch", ylabel=label, title=f"8x8 digits, MLP 64-{HIDDEN}-10: {label}")
         if log:
@@ -162,25 +165,32 @@ def run(out: pathlib.Path, epochs: int, quick: bool) -> int:
     began = time.perf_counter()
     data = load_data()
     start = initial_weights(data[0].shape[1], 10)
-    print(f"fastadam {fastadam.__version__} ({fastadam.get_isa()}, "
-          f"{fastadam.get_num_threads()} threads): {len(data[1])} training and {len(data[3])} "
-          f"test digits, MLP 64-{HIDDEN}-10, batch {BATCH}, {epochs} epochs")
+    print(
+        f"fastadam {fastadam.__version__} ({fastadam.get_isa()}, "
+        f"{fastadam.get_num_threads()} threads): {len(data[1])} training and {len(data[3])} "
+        f"test digits, MLP 64-{HIDDEN}-10, batch {BATCH}, {epochs} epochs"
+    )
     results = {}
     for name in OPTIMIZERS:
         t0 = time.perf_counter()
         results[name] = r = train(name, start, data, epochs)
-        print(f"{name:8s} final train loss {r['train_loss'][-1]:.4f}  test accuracy "
-              f"{r['test_accuracy'][-1]:.4f}  ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"{name:8s} final train loss {r['train_loss'][-1]:.4f}  test accuracy "
+            f"{r['test_accuracy'][-1]:.4f}  ({time.perf_counter() - t0:.1f} s)"
+        )
     finals = {name: r["test_accuracy"][-1] for name, r in results.items()}
     print("final test accuracy: " + " ".join(f"{k}={v:.4f}" for k, v in finals.items()))
 
     paths = plot(out, results)
     elapsed = time.perf_counter() - began
-    summary = {"epochs": epochs, "seconds": elapsed, "final_test_accuracy": finals,
-               "optimizers": results}
+    summary = {
+        "epochs": epochs,
+        "seconds": elapsed,
+        "final_test_accuracy": finals,
+        "optimizers": results,
+    }
     (out / "digits.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'digits.json'} "
-          f"in {elapsed:.1f} s")
+    print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'digits.json'} in {elapsed:.1f} s")
 
     needed = 0.80 if quick else 0.95
     if not finals["Adam"] >= needed:

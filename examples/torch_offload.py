@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         p.grad = torch.zeros_like(p)
     grads = [p.grad.numpy() for p in offloaded.parameters()]
     n_params = sum(p.size for p in params)
-    print(f"fastadam {fastadam.__version__} ({fastadam.get_isa()}, {fastadam.get_num_threads()} "
-          f"threads), torch {torch.__version__} ({torch.get_num_threads()} threads): MLP with "
-          f"{n_params:,} parameters, Adam lr {LR:g}, {steps} steps")
+    print(
+        f"fastadam {fastadam.__version__} ({fastadam.get_isa()}, {fastadam.get_num_threads()} "
+        f"threads), torch {torch.__version__} ({torch.get_num_threads()} threads): MLP with "
+        f"{n_params:,} parameters, Adam lr {LR:g}, {steps} steps"
+    )
 
     losses: dict[str, list[float]] = {"torch": [], "fastadam": []}
     times: dict[str, list[float]] = {"torch": [], "fastadam": [], "torch_fused": []}
@@ -115,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ours, theirs = np.array(losses["fastadam"]), np.array(losses["torch"])
     rel = np.abs(ours - theirs) / np.abs(theirs)
     every = max(1, steps // 10)
-    print(f"{'step':>6}  {'loss torch.optim.Adam':>22}  {'loss fastadam.Adam':>20}  {'rel diff':>9}")
+    print(
+        f"{'step':>6}  {'loss torch.optim.Adam':>22}  {'loss fastadam.Adam':>20}  {'rel diff':>9}"
+    )
     for t in sorted(set(range(0, steps, every)) | {steps - 1}):
         print(f"{t + 1:6d}  {theirs[t]:22.8f}  {ours[t]:20.8f}  {rel[t]:9.2e}")
     # Median step times, the first steps (state allocation, warm-up) left out.
@@ -123,11 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     median = {k: float(np.median(v[skip:])) * 1e3 for k, v in times.items() if v}
     ratio = median["torch"] / median["fastadam"]
     print(f"max relative loss difference: {rel.max():.2e}")
-    print(f"step time (median): torch.optim.Adam {median['torch']:.3f} ms, fastadam.Adam "
-          f"{median['fastadam']:.3f} ms, ratio {ratio:.2f}x")
+    print(
+        f"step time (median): torch.optim.Adam {median['torch']:.3f} ms, fastadam.Adam "
+        f"{median['fastadam']:.3f} ms, ratio {ratio:.2f}x"
+    )
     if "torch_fused" in median:
-        print(f"  torch.optim.Adam(fused=True) {median['torch_fused']:.3f} ms, ratio "
-              f"{median['torch_fused'] / median['fastadam']:.2f}x")
+        print(
+            f"  torch.optim.Adam(fused=True) {median['torch_fused']:.3f} ms, ratio "
+            f"{median['torch_fused'] / median['fastadam']:.2f}x"
+        )
 
     plot(args.out / "torch_offload.png", theirs, ours)
     results = {
@@ -143,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out / 'torch_offload.png'} and {args.out / 'torch_offload.json'}")
 
     # The offloaded model's own tensors moved: fastadam wrote into them.
-    assert all(np.shares_memory(a, p.detach().numpy()) for a, p in
-               zip(params, offloaded.parameters()))
+    assert all(
+        np.shares_memory(a, p.detach().numpy()) for a, p in zip(params, offloaded.parameters())
+    )
     if not rel.max() <= RTOL:
         print(f"FAILED: the loss curves differ by more than {RTOL:g}", file=sys.stderr)
         return 1
@@ -164,8 +173,12 @@ def plot(path: pathlib.Path, theirs: np.ndarray, ours: np.ndarray) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(steps, theirs, lw=3, alpha=0.5, label="torch.optim.Adam")
     ax.plot(steps, ours, "--", lw=1.2, label="fastadam.Adam on the tensors' NumPy views")
-    ax.set(xlabel="step", ylabel="training loss (MSE)", yscale="log",
-           title="The same model, two optimizer implementations")
+    ax.set(
+        xlabel="step",
+        ylabel="training loss (MSE)",
+        yscale="log",
+        title="The same model, two optimizer implementations",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -165,7 +165,7 @@ class _Fast:
         group: ParamGroup,
         states: list[dict[str, Any]],
         t: int,
-        lists: tuple[Optional[list[np.ndarray]], ...],
+        lists: tuple[list[np.ndarray] | None, ...],
     ) -> None:
         self.group = group
         self.states = states
@@ -276,7 +276,7 @@ class Optimizer:
     def _fast_call(
         self,
         group: ParamGroup,
-        lists: tuple[Optional[list[np.ndarray]], ...],
+        lists: tuple[list[np.ndarray] | None, ...],
         grads: Grads,
         t: int,
     ) -> None:
