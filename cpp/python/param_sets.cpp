@@ -77,7 +77,9 @@ std::int64_t to_int64(const py::handle& obj, const ArgName& name) {
 }  // namespace
 
 std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size) {
-    if (is_integer(obj)) return std::vector<std::int64_t>(size, to_int64(obj, {name, name, 0, false}));
+    // Anything but a list or tuple is meant as one step for every set: to_int64 names it.
+    if (is_integer(obj) || !py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj))
+        return std::vector<std::int64_t>(size, to_int64(obj, {name, name, 0, false}));
     std::vector<std::int64_t> out;
     const auto items = as_list(obj, name, size);
     for (std::size_t i = 0; i < items.size(); ++i)

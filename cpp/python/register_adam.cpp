@@ -197,16 +197,6 @@ void adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
            Kernel::adam);
 }
 
-// Transitional: adam_step_multi with every argument positional (optim.py moves to
-// adam_step_sets).
-void adam_step_positional(py::object params, py::object grads, py::object exp_avgs,
-                          py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
-                          double lr, double beta1, double beta2, double eps, double weight_decay,
-                          bool amsgrad, bool maximize, bool decoupled, bool bias_correction) {
-    adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, steps, lr, {beta1, beta2}, eps,
-                    weight_decay, amsgrad, max_exp_avg_sqs, maximize, decoupled, bias_correction);
-}
-
 }  // namespace
 
 void register_adam(py::module_& m) {
@@ -257,7 +247,6 @@ Hyper-parameters are as for adam_step.
           "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
           "decoupled, bias_correction) or one per set. Everything is validated before anything "
           "is written.");
-    m.def("adam_step_positional", &adam_step_positional, "Transitional; see adam_step_sets.");
     m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
           "exp_avg_sqs"_a,
           "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "

@@ -46,24 +46,6 @@ def adam_step_multi(
     decoupled: bool = False,
     bias_correction: bool = True,
 ) -> None: ...
-def adam_step_positional(
-    params: Sequence[_FloatArray],
-    grads: Sequence[_FloatArray],
-    exp_avgs: Sequence[_FloatArray],
-    exp_avg_sqs: Sequence[_FloatArray],
-    max_exp_avg_sqs: Sequence[_FloatArray] | None,
-    steps: int | Sequence[int],
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled: bool,
-    bias_correction: bool,
-    /,
-) -> None: ...
 def adam_step_sets(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],

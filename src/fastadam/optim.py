@@ -22,8 +22,7 @@ from . import _core
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer"]
 
-_adam_step_positional = _core.adam_step_positional
-_adam_step_multi = _core.adam_step_multi
+_adam_step_sets = _core.adam_step_sets
 _sgd_step_multi = _core.sgd_step_multi
 _adagrad_step_multi = _core.adagrad_step_multi
 _zeros_state = _core.zeros_state
@@ -158,7 +157,7 @@ class _Fast:
     handed to the native call (one per name of ``_state_arrays``, None where the step uses
     none), kept between steps."""
 
-    __slots__ = ("group", "lists", "states", "t")
+    __slots__ = ("group", "lists", "no_maxes", "states", "t")
 
     def __init__(
         self,
@@ -171,6 +170,7 @@ class _Fast:
         self.states = states
         self.t = t
         self.lists = lists
+        self.no_maxes: list[None] = [None] * len(states)  # max_exp_avg_sqs without amsgrad
 
 
 class _StateView(Mapping):
@@ -221,6 +221,9 @@ class Optimizer:
     _counts_steps: ClassVar[bool] = True
     _eager_state: ClassVar[bool] = False
     _fixed: ClassVar[dict[str, Any]] = {}
+    # True when _call_all updates every group and dtype in one native call (which validates
+    # everything before writing); else one _call per group and dtype, checked for overlap here.
+    _one_native_call: ClassVar[bool] = False
 
     def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
         self.defaults: dict[str, Any] = self._normalized(defaults)
@@ -271,6 +274,11 @@ class Optimizer:
         """One native call updating ``params``. ``arrays`` holds the lists of the state arrays
         ``_arrays(values)`` names; ``steps`` the step counts after incrementing (None unless
         ``_counts_steps``); ``fresh[i]`` whether parameter i's state was created for this step."""
+        raise NotImplementedError
+
+    def _call_all(self, calls: list[tuple[Mapping[str, Any], list, list, dict, list[int]]]) -> None:
+        """One native call for every (values, params, grads, arrays, steps) of a step; only for
+        classes with ``_one_native_call``."""
         raise NotImplementedError
 
     def _fast_call(
@@ -428,7 +436,7 @@ class Optimizer:
                 i += 1
             for ps, gs in by_dtype.values():
                 calls.append((values[gi], ps, gs))
-        if len(calls) > 1:
+        if len(calls) > 1 and not self._one_native_call:
             # Each native call checks overlap among its own arrays, before it writes; with more
             # than one call, a later call's refusal would come after an earlier one's update.
             spans: list[tuple[int, int, bool, Any]] = []
@@ -451,7 +459,17 @@ class Optimizer:
         done = 0
         steps: list[int] | None = None
         try:
-            for v, ps, gs, states, fresh, arrays in prepared:
+            if self._one_native_call:
+                all_steps = [[s["step"] + 1 for s in st] for _, _, _, st, _, _ in prepared]
+                self._call_all(
+                    [(v, ps, gs, arrays, ts) for (v, ps, gs, _, _, arrays), ts in zip(prepared, all_steps)]
+                )
+                done = len(prepared)
+                for (_, _, _, states, _, _), ts in zip(prepared, all_steps):
+                    for s, t in zip(states, ts):
+                        s["step"] = t
+                steps = all_steps[-1] if all_steps else None
+            for v, ps, gs, states, fresh, arrays in prepared[done:]:
                 steps = [s["step"] + 1 for s in states] if self._counts_steps else None
                 self._call(v, ps, gs, arrays, steps, fresh)
                 if steps is not None:
@@ -783,23 +801,42 @@ class Adam(Optimizer):
             return {"exp_avg": 0.0, "exp_avg_sq": 0.0, "max_exp_avg_sq": 0.0}
         return {"exp_avg": 0.0, "exp_avg_sq": 0.0}
 
-    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
-        _adam_step_multi(
-            params,
-            grads,
-            arrays["exp_avg"],
-            arrays["exp_avg_sq"],
-            steps=steps,
-            max_exp_avg_sqs=arrays.get("max_exp_avg_sq"),
-            lr=values["lr"],
-            betas=values["betas"],
-            eps=values["eps"],
-            weight_decay=values["weight_decay"],
-            amsgrad=values["amsgrad"],
-            maximize=values["maximize"],
-            decoupled=values["decoupled_weight_decay"],
-            bias_correction=values["bias_correction"],
+    _one_native_call = True
+
+    @staticmethod
+    def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
+        """A group's hyper-parameters in the order ``_core.adam_step_sets`` reads them."""
+        beta1, beta2 = values["betas"]
+        return (
+            values["lr"],
+            beta1,
+            beta2,
+            values["eps"],
+            values["weight_decay"],
+            values["amsgrad"],
+            values["maximize"],
+            values["decoupled_weight_decay"],
+            values["bias_correction"],
         )
+
+    def _call_all(self, calls) -> None:
+        # Every group and dtype in one native call: it validates all arrays before any write.
+        params: list = []
+        grads: list = []
+        exp_avgs: list = []
+        exp_avg_sqs: list = []
+        maxes: list = []
+        steps: list = []
+        hypers: list = []
+        for values, ps, gs, arrays, ts in calls:
+            params += ps
+            grads += gs
+            exp_avgs += arrays["exp_avg"]
+            exp_avg_sqs += arrays["exp_avg_sq"]
+            maxes += arrays.get("max_exp_avg_sq") or [None] * len(ps)
+            steps += ts
+            hypers += [self._hyper_tuple(values)] * len(ps)
+        _adam_step_sets(params, grads, exp_avgs, exp_avg_sqs, maxes, steps, hypers)
 
     def step(self, grads: Grads) -> None:
         # Optimizer.step with the cached native call written inline rather than in _fast_call:
@@ -811,22 +848,24 @@ class Adam(Optimizer):
             exp_avgs, exp_avg_sqs, maxes = fast.lists
             try:
                 beta1, beta2 = group["betas"]
-                _adam_step_positional(
+                _adam_step_sets(
                     group["params"],
                     grads,
                     exp_avgs,
                     exp_avg_sqs,
-                    maxes,
+                    maxes if maxes is not None else fast.no_maxes,
                     t,
-                    group["lr"],
-                    beta1,
-                    beta2,
-                    group["eps"],
-                    group["weight_decay"],
-                    group["amsgrad"],
-                    group["maximize"],
-                    group["decoupled_weight_decay"],
-                    group["bias_correction"],
+                    (
+                        group["lr"],
+                        beta1,
+                        beta2,
+                        group["eps"],
+                        group["weight_decay"],
+                        group["amsgrad"],
+                        group["maximize"],
+                        group["decoupled_weight_decay"],
+                        group["bias_correction"],
+                    ),
                 )
             except _REFUSED:
                 pass
