@@ -307,6 +307,9 @@ def make_contestants(case, shapes, threads, fastadam, torch, *, views=False, tor
     return out, alive
 
 
+SETTLE_SECONDS = 0.02
+
+
 def measure(contestants: list[Contestant], rounds: int, target: float, fastadam, torch) -> None:
     """Round-robin: each round times every contestant once (`repeat` back-to-back calls, after
     one untimed call that warms caches and threads where a call is short), in an order rotated
@@ -350,6 +353,11 @@ def measure(contestants: list[Contestant], rounds: int, target: float, fastadam,
                 for _ in range(c.repeat):
                     c.call()
                 c.seconds.append((time.perf_counter_ns() - t0) * 1e-9 / c.repeat)
+                # Let the previous contestant's idle threads stop spinning before the next one
+                # runs: torch's OpenMP workers spin for a while after every parallel region (and
+                # fastadam's for 200 us), and on 2 cores a spinning thread takes the core the
+                # next contestant's second thread needs.
+                time.sleep(SETTLE_SECONDS)
     finally:
         if gc_was_enabled:
             gc.enable()
