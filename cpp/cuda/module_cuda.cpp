@@ -96,16 +96,8 @@ void adam_step(int itemsize, const std::vector<std::array<std::uintptr_t, 5>>& p
                double weight_decay, bool amsgrad, bool maximize, bool decoupled,
                bool bias_correction, std::uintptr_t stream,
                const std::vector<std::uintptr_t>& wait_for) {
-    AdamHyper h;
-    h.lr = lr;
-    h.beta1 = betas.first;
-    h.beta2 = betas.second;
-    h.eps = eps;
-    h.weight_decay = weight_decay;
-    h.amsgrad = amsgrad;
-    h.maximize = maximize;
-    h.decoupled = decoupled;
-    h.bias_correction = bias_correction;
+    const AdamHyper h = make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled,
+                                        bias_correction);
     check_hyper(h);
     if (itemsize != 4 && itemsize != 8) throw py::value_error("itemsize must be 4 or 8");
     if (sizes.size() != pointers.size() || steps.size() != pointers.size())

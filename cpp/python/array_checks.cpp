@@ -123,6 +123,22 @@ void require(bool ok, const char* what, double value) {
 }
 }  // namespace
 
+AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps,
+                          double weight_decay, bool amsgrad, bool maximize, bool decoupled,
+                          bool bias_correction) {
+    AdamHyper h;
+    h.lr = lr;
+    h.beta1 = betas.first;
+    h.beta2 = betas.second;
+    h.eps = eps;
+    h.weight_decay = weight_decay;
+    h.amsgrad = amsgrad;
+    h.maximize = maximize;
+    h.decoupled = decoupled;
+    h.bias_correction = bias_correction;
+    return h;
+}
+
 void check_hyper(const AdamHyper& h) {
     require(h.lr >= 0.0, "lr must be >= 0", h.lr);
     require(h.eps >= 0.0, "eps must be >= 0", h.eps);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastadam/kernels.hpp"
@@ -45,6 +46,11 @@ Dtype param_dtype(const py::handle& obj, const ArgName& name);
 
 // Raises ValueError if any written array shares memory with any other array.
 void check_no_overlap(const std::vector<ArrayView>& arrays);
+
+// AdamHyper from the binding's arguments (shared by the CPU and CUDA modules).
+AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps,
+                          double weight_decay, bool amsgrad, bool maximize, bool decoupled,
+                          bool bias_correction);
 
 // Raises ValueError naming the offending hyper-parameter (rules of torch.optim.Adam).
 void check_hyper(const AdamHyper& h);

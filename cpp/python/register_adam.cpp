@@ -71,27 +71,12 @@ void run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hype
     launch(checked, std::vector<AdamHyper>(sets.size(), hyper), steps, kernel);
 }
 
-AdamHyper make_hyper(double lr, std::pair<double, double> betas, double eps, double weight_decay,
-                     bool amsgrad, bool maximize, bool decoupled, bool bias_correction) {
-    AdamHyper h;
-    h.lr = lr;
-    h.beta1 = betas.first;
-    h.beta2 = betas.second;
-    h.eps = eps;
-    h.weight_decay = weight_decay;
-    h.amsgrad = amsgrad;
-    h.maximize = maximize;
-    h.decoupled = decoupled;
-    h.bias_correction = bias_correction;
-    return h;
-}
-
 void adam_step_one(py::object param, py::object grad, py::object exp_avg, py::object exp_avg_sq,
                    py::object step, double lr, std::pair<double, double> betas, double eps,
                    double weight_decay, bool amsgrad, py::object max_exp_avg_sq, bool maximize,
                    bool decoupled, bool bias_correction) {
     const AdamHyper h =
-        make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
+        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
     if (amsgrad && max_exp_avg_sq.is_none())
         throw py::value_error("max_exp_avg_sq is required when amsgrad=True");
     if (!amsgrad && !max_exp_avg_sq.is_none())
@@ -129,7 +114,7 @@ void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
                      bool amsgrad, py::object max_exp_avg_sqs, bool maximize, bool decoupled,
                      bool bias_correction) {
     const AdamHyper h =
-        make_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
+        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
     const auto p = as_list(params, "params");
     std::vector<py::object> keep_alive;
     const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, amsgrad, max_exp_avg_sqs, keep_alive);
@@ -152,7 +137,7 @@ AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t index) {
                              "] must be a tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, "
                              "maximize, decoupled, bias_correction)");
     const auto t = py::reinterpret_borrow<py::tuple>(obj);
-    AdamHyper h = make_hyper(t[0].cast<double>(), {t[1].cast<double>(), t[2].cast<double>()},
+    AdamHyper h = make_adam_hyper(t[0].cast<double>(), {t[1].cast<double>(), t[2].cast<double>()},
                              t[3].cast<double>(), t[4].cast<double>(), t[5].cast<bool>(),
                              t[6].cast<bool>(), t[7].cast<bool>(), t[8].cast<bool>());
     check_hyper(h);
