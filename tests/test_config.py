@@ -180,3 +180,33 @@ def test_import_keeps_numpy_arrays_intact():
     a = np.arange(5, dtype=np.float32)
     fastadam.get_isa()
     np.testing.assert_array_equal(a, np.arange(5, dtype=np.float32))
+
+
+def test_concurrent_calls_from_python_threads_are_correct():
+    """The GIL is released around the kernel: steps from several Python threads at once share
+    the pool (one call at a time) and each gets exactly its own update."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    n = 3 * fastadam._core.parallel_threshold + 5
+    jobs = []
+    for _ in range(4):
+        p, g, m = (rng.standard_normal(n, dtype=np.float32) for _ in range(3))
+        v = rng.random(n, dtype=np.float32)
+        expected = [a.copy() for a in (p, g, m, v)]
+        for t in range(1, 6):
+            fastadam.adam_step(*expected, step=t, lr=1e-2)
+        jobs.append(((p, g, m, v), expected))
+
+    def run(arrays):
+        for t in range(1, 6):
+            fastadam.adam_step(*arrays, step=t, lr=1e-2)
+
+    threads = [threading.Thread(target=run, args=(arrays,)) for arrays, _ in jobs]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for arrays, expected in jobs:
+        for got, want in zip(arrays, expected):
+            assert np.array_equal(got, want)
