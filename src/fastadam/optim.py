@@ -133,15 +133,14 @@ def _step_value(step: int) -> np.ndarray:
     return np.array(step, dtype=np.float32 if step < 2**24 else np.float64)
 
 
-def _copy_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
+def _loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
+    """A loaded state array, checked (floating point, its parameter's shape), not yet copied."""
     a = np.asarray(value)
     if a.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != p.shape:
         raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {a.shape}")
-    out = _zeros_state(p.shape, p.dtype)
-    np.copyto(out, a, casting="same_kind")
-    return out
+    return a
 
 
 def _allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, float]]) -> None:
@@ -620,6 +619,8 @@ class Optimizer:
             new_groups.append(new)
 
         new_state: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        requests: list = []  # the new state arrays, made together as a step makes them
+        sources: list[np.ndarray] = []
         for key, saved in state_dict["state"].items():
             index = int(key)
             if index not in by_index:
@@ -630,14 +631,19 @@ class Optimizer:
             s: dict[str, Any] = {}
             if self._counts_steps:
                 s["step"] = _as_step(saved.get("step"), f"state[{index}]['step']")
+            arrays_before = len(requests)
             for name in self._state_arrays:
                 value = saved.get(name)
                 if value is not None:  # torch's SGD may hold a None momentum_buffer
-                    s[name] = _copy_state(value, p, f"state[{index}][{name!r}]")
+                    sources.append(_loaded_state(value, p, f"state[{index}][{name!r}]"))
+                    requests.append((s, name, p, 0.0))
                 elif name in self._required_arrays:
                     raise ValueError(f"state[{index}] has no {name!r}")
-            if s:
+            if s or len(requests) > arrays_before:
                 new_state[id(p)] = (p, s)
+        _allocate_together(requests)
+        for (s, name, _, _), source in zip(requests, sources):
+            np.copyto(s[name], source, casting="same_kind")
 
         for group, new in zip(self.param_groups, new_groups):
             group.clear()  # in place: code holding a group (an lr schedule) keeps working
