@@ -33,6 +33,7 @@ def pytest_report_header(config):
         f"(default {fastadam._core.default_num_threads()}, parallel threshold "
         f"{fastadam._core.parallel_threshold}); {torch_text}",
         f"random seed {SEED} (replay with FASTADAM_TEST_SEED={SEED})",
+        f"CUDA: {fastadam.config._cuda_text()}",
     ]
 
 

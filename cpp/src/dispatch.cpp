@@ -74,15 +74,6 @@ Isa isa_from_name(const std::string& name) {
                                 "' (expected one of: scalar, avx2, avx512, neon)");
 }
 
-std::size_t simd_width_bytes(Isa isa) {
-    switch (isa) {
-        case Isa::avx2: return 32;
-        case Isa::avx512: return 64;
-        case Isa::neon: return 16;
-        default: return 0;
-    }
-}
-
 // Probe kernels exist for AdamTensor only (Adam's access pattern is the one benchmarked).
 template <class Tensor>
 RangeKernel<Tensor> pick(RangeKernel<Tensor> update, RangeKernel<Tensor> probe, Sweep sweep) {

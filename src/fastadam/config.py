@@ -17,7 +17,15 @@ def config_lines() -> list[str]:
         f"  threads:                 {_core.get_num_threads()}"
         f" (default {_core.default_num_threads()}; calls under"
         f" {_core.parallel_threshold} elements stay on the calling thread)",
+        f"  CUDA:                    {_cuda_text()}",
     ]
+
+
+def _cuda_text() -> str:
+    from . import cuda
+
+    reason = cuda.unavailable_reason()
+    return f"available, {cuda.device_count()} device(s)" if reason is None else reason
 
 
 def _core_version() -> str:

@@ -71,7 +71,6 @@ Isa active_isa();
 void set_isa(Isa isa);  // throws std::invalid_argument if the CPU or build lacks it
 const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);  // throws std::invalid_argument for unknown names
-std::size_t simd_width_bytes(Isa isa);
 
 // Threads used by adam_step, the calling thread included. The default is the number of CPUs
 // this process may run on (its affinity mask).
