@@ -79,7 +79,8 @@ void set_num_threads(int n);  // n >= 1; throws std::invalid_argument otherwise
 int default_num_threads();
 
 // Calls with fewer elements than this stay on the calling thread: waking a worker costs more
-// than the work it would take over.
+// than the work it would take over. (Measured on 2 cores, float32: at 2**15 elements two threads
+// take 14.7 us against 19.5 us on one; at 2**14 the whole step is 15 us.)
 constexpr std::int64_t kParallelThreshold = 1 << 15;
 
 }  // namespace fastadam
