@@ -17,11 +17,10 @@ import argparse
 import time
 
 import numpy as np
+from bandwidth_report import transformer_shapes
 
 import fastadam
 from fastadam import _core
-
-from bandwidth_report import transformer_shapes
 
 
 def arrays_for(shapes, layout, rng):
@@ -82,15 +81,21 @@ def main() -> None:
             calls[key]()
             times[key].append(time.perf_counter() - t0)
     total = sum(int(np.prod(s)) for s in shapes)
-    print(f"{len(shapes)} tensors, {total:,} float32 elements, {fastadam.get_num_threads()} threads,"
-          f" {args.rounds} interleaved rounds; time per step: median [quartiles], vs flat")
-    for what in ("adam_step_multi", "Adam.step", "probe") + (("torch fused",) if args.torch else ()):
+    print(
+        f"{len(shapes)} tensors, {total:,} float32 elements, {fastadam.get_num_threads()} threads,"
+        f" {args.rounds} interleaved rounds; time per step: median [quartiles], vs flat"
+    )
+    for what in ("adam_step_multi", "Adam.step", "probe") + (
+        ("torch fused",) if args.torch else ()
+    ):
         flat = np.median(times[("flat", what)])
         for name in layouts:
             t = np.array(times[(name, what)])
             q1, med, q3 = np.percentile(t, [25, 50, 75])
-            print(f"  {what:<16} {name:<8} {med * 1e3:7.2f} ms [{q1 * 1e3:6.2f}, {q3 * 1e3:6.2f}]"
-                  f"  {100 * (med / flat - 1):+6.1f}%")
+            print(
+                f"  {what:<16} {name:<8} {med * 1e3:7.2f} ms [{q1 * 1e3:6.2f}, {q3 * 1e3:6.2f}]"
+                f"  {100 * (med / flat - 1):+6.1f}%"
+            )
 
 
 if __name__ == "__main__":

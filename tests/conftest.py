@@ -15,6 +15,7 @@ import fastadam
 # replays a run.
 SEED = int(os.environ.get("FASTADAM_TEST_SEED", secrets.randbits(32)))
 
+
 def set_threads(n: int) -> None:
     """set_num_threads (kept as a helper so tests read the same everywhere)."""
     fastadam.set_num_threads(n)
@@ -28,10 +29,12 @@ def pytest_report_header(config):
     except ImportError:
         torch_text = "torch not installed"
     return [
-        f"fastadam {fastadam.__version__}: ISAs available {fastadam.available_isas()}, "
-        f"active {fastadam.get_isa()!r}, threads {fastadam.get_num_threads()} "
-        f"(default {fastadam._core.default_num_threads()}, parallel threshold "
-        f"{fastadam._core.parallel_threshold}); {torch_text}",
+        (
+            f"fastadam {fastadam.__version__}: ISAs available {fastadam.available_isas()}, "
+            f"active {fastadam.get_isa()!r}, threads {fastadam.get_num_threads()} "
+            f"(default {fastadam._core.default_num_threads()}, parallel threshold "
+            f"{fastadam._core.parallel_threshold}); {torch_text}"
+        ),
         f"random seed {SEED} (replay with FASTADAM_TEST_SEED={SEED})",
         f"CUDA: {fastadam.config._cuda_text()}",
     ]

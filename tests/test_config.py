@@ -26,6 +26,7 @@ def run_python(code: str, **env_vars: str) -> subprocess.CompletedProcess:
             env=env,
             capture_output=True,
             text=True,
+            check=False,
             timeout=SUBPROCESS_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:

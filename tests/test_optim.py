@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import fastadam
-from fastadam import _core
-from fastadam import Adam, AdamW, optim, reference
+from fastadam import Adam, AdamW, _core, optim, reference
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]

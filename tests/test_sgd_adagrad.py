@@ -644,8 +644,7 @@ def test_optimizer_base_names_what_a_subclass_defines():
     # Adding an optimizer is a subclass that defines these; the machinery is shared.
     for cls in (SGD, Adagrad, fastadam.Adam):
         assert issubclass(cls, optim.Optimizer)
-        call = "_call_all" if cls._one_native_call else "_call"
-        for name in ("_validate", "_arrays", call):
+        for name in ("_validate", "_arrays", "_call_all"):
             assert getattr(cls, name) is not getattr(optim.Optimizer, name)
 
 
@@ -804,3 +803,53 @@ def test_non_integer_step_message_names_an_integer(rng):
         fastadam.adagrad_step(p, g, s**2, step=3.0)
     with pytest.raises(TypeError, match="step must be an int"):
         fastadam.adam_step(p, g, s, s**2, step=3.0)
+
+
+@pytest.mark.parametrize(
+    "make, entry",
+    [
+        (lambda groups: SGD(groups, lr=0.1, momentum=0.9), "_sgd_step_sets"),
+        (lambda groups: SGD(groups, lr=0.1), "_sgd_step_sets"),
+        (lambda groups: Adagrad(groups, lr=0.1), "_adagrad_step_sets"),
+        (lambda groups: fastadam.Adam(groups, lr=0.1), "_adam_step_sets"),
+    ],
+    ids=["SGD-momentum", "SGD-plain", "Adagrad", "Adam"],
+)
+def test_groups_and_dtypes_take_one_native_call_and_fail_whole(monkeypatch, rng, make, entry):
+    calls = []
+    native = getattr(optim, entry)
+
+    def counting(*args):
+        calls.append(len(args[0]))
+        return native(*args)
+
+    monkeypatch.setattr(optim, entry, counting)
+    f32 = [rng.standard_normal(5).astype(np.float32) for _ in range(3)]
+    f64 = [rng.standard_normal(7) for _ in range(2)]
+    opt = make([{"params": [f32[0], f64[0]]}, {"params": [f32[1], f64[1], f32[2]], "lr": 0.01}])
+    grads = [
+        np.ones(5, np.float32),
+        np.ones(7),
+        np.ones(5, np.float32),
+        np.ones(7),
+        np.ones(5, np.float32),
+    ]
+    for _ in range(2):
+        calls.clear()
+        opt.step(grads)
+        assert calls == [5]
+    before = [p.tobytes() for p in f32 + f64]
+    state_before = {
+        k: {n: (a.tobytes() if isinstance(a, np.ndarray) else a) for n, a in v.items()}
+        for k, v in opt.state_dict()["state"].items()
+    }
+    bad = list(grads)
+    bad[-1] = np.ones(5, np.float64)  # wrong dtype in the last group's last param
+    with pytest.raises(TypeError, match=r"grads\[4\]"):
+        opt.step(bad)
+    assert [p.tobytes() for p in f32 + f64] == before
+    state_after = {
+        k: {n: (a.tobytes() if isinstance(a, np.ndarray) else a) for n, a in v.items()}
+        for k, v in opt.state_dict()["state"].items()
+    }
+    assert state_after == state_before

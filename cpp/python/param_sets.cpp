@@ -104,4 +104,31 @@ std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::siz
     return out;
 }
 
+py::tuple hyper_tuple(const py::handle& obj, std::size_t size, std::size_t index,
+                      const char* layout) {
+    if (!py::isinstance<py::tuple>(obj) || py::len(obj) != size)
+        throw py::type_error("hypers[" + std::to_string(index) + "] must be a tuple " + layout);
+    return py::reinterpret_borrow<py::tuple>(obj);
+}
+
+double tuple_double(const py::tuple& t, std::size_t k, std::size_t index) {
+    const double x = PyFloat_AsDouble(t[k].ptr());
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::type_error("hypers[" + std::to_string(index) + "][" + std::to_string(k) +
+                             "] must be a number");
+    }
+    return x;
+}
+
+bool tuple_bool(const py::tuple& t, std::size_t k, std::size_t index) {
+    const int b = PyObject_IsTrue(t[k].ptr());
+    if (b < 0) {
+        PyErr_Clear();
+        throw py::type_error("hypers[" + std::to_string(index) + "][" + std::to_string(k) +
+                             "] must be a bool");
+    }
+    return b == 1;
+}
+
 }  // namespace fastadam::python

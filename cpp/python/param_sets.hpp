@@ -56,4 +56,50 @@ std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::siz
 // The name of argument `single`/`plural` for set i, as the user wrote it.
 std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi);
 
+// Hyper-parameters per set from `obj`: one tuple for every set, or a list of `size` tuples.
+// Sets of one optimizer group share one tuple object, which `parse(tuple, index)` reads once.
+template <class Hyper, class Parse>
+std::vector<Hyper> hypers_per_set(const py::handle& obj, std::size_t size, const Parse& parse) {
+    const bool one = py::isinstance<py::tuple>(obj);
+    const auto objects = one ? std::vector<py::object>() : as_list(obj, "hypers", size);
+    std::vector<Hyper> out(size);
+    PyObject* previous = nullptr;
+    for (std::size_t i = 0; i < size; ++i) {
+        const py::handle h = one ? obj : objects[i];
+        out[i] = h.ptr() == previous ? out[i - 1] : parse(h, i);
+        previous = h.ptr();
+    }
+    return out;
+}
+
+// Runs checked sets of either dtype: make(T{}, i) builds set i's kernel tensor of element type
+// T, and run(tensors, count) is called once per dtype present, without the GIL.
+template <class Make, class Run>
+void launch_by_dtype(const CheckedSets& sets, const Make& make, const Run& run) {
+    auto tensors_of = [&](auto zero) {
+        using T = decltype(zero);
+        const Dtype wanted = sizeof(T) == 4 ? Dtype::float32 : Dtype::float64;
+        std::vector<decltype(make(zero, std::size_t{0}))> out;
+        out.reserve(sets.count());
+        for (std::size_t i = 0; i < sets.count(); ++i)
+            if (sets.dtypes[i] == wanted) out.push_back(make(zero, i));
+        return out;
+    };
+    const auto f32 = tensors_of(0.0f);
+    const auto f64 = tensors_of(0.0);
+    // Safe without the GIL: the kernels touch only raw buffers, and `sets` holds a reference to
+    // every array until they return.
+    py::gil_scoped_release release;
+    if (!f32.empty()) run(f32.data(), f32.size());
+    if (!f64.empty()) run(f64.data(), f64.size());
+}
+
+// A tuple entry as a double or a bool, TypeError naming hypers[index] otherwise.
+double tuple_double(const py::tuple& t, std::size_t k, std::size_t index);
+bool tuple_bool(const py::tuple& t, std::size_t k, std::size_t index);
+
+// `obj` as a tuple of `size` entries (the optimizer classes' hyper-parameter tuples).
+py::tuple hyper_tuple(const py::handle& obj, std::size_t size, std::size_t index,
+                      const char* layout);
+
 }  // namespace fastadam::python

@@ -1,6 +1,5 @@
 // Bindings of the Adam kernels: adam_step (one parameter set), adam_step_multi (a list of sets
 // in one native call) and the bandwidth probe. Validate everything, release the GIL, run.
-#include <type_traits>
 #include <utility>
 
 #include "fastadam/kernels.hpp"
@@ -20,15 +19,11 @@ const std::vector<Role> kAdamRoles = {{"param", "params", true},
 // What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
 enum class Kernel { adam, bandwidth_probe };
 
-// The validated sets of one dtype as kernel tensors, each with its own coefficients.
-template <class T>
-std::vector<AdamTensor<T>> tensors_of(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
-                                      const std::vector<std::int64_t>& steps) {
-    const Dtype wanted = std::is_same_v<T, float> ? Dtype::float32 : Dtype::float64;
-    std::vector<AdamTensor<T>> out;
-    out.reserve(sets.count());
-    for (std::size_t i = 0; i < sets.count(); ++i) {
-        if (sets.dtypes[i] != wanted) continue;
+// Runs validated sets (either dtype), each with its own coefficients.
+void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
+            const std::vector<std::int64_t>& steps, Kernel kernel) {
+    const auto make = [&](auto zero, std::size_t i) {
+        using T = decltype(zero);
         AdamTensor<T> t;
         t.param = sets.data<T>(i, 0);
         t.grad = sets.data<T>(i, 1);
@@ -37,26 +32,12 @@ std::vector<AdamTensor<T>> tensors_of(const CheckedSets& sets, const std::vector
         t.max_exp_avg_sq = sets.roles > 4 ? sets.data<T>(i, 4) : nullptr;
         t.size = sets.size(i);
         t.scalars = make_scalars(hypers[i], steps[i]);
-        out.push_back(t);
-    }
-    return out;
-}
-
-// Runs validated sets: one kernel call per dtype present.
-void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
-            const std::vector<std::int64_t>& steps, Kernel kernel) {
-    const auto f32 = tensors_of<float>(sets, hypers, steps);
-    const auto f64 = tensors_of<double>(sets, hypers, steps);
-    // Safe without the GIL: the kernels touch only raw buffers, and `sets` holds a reference
-    // to every array until they return.
-    py::gil_scoped_release release;
-    if (kernel == Kernel::adam) {
-        if (!f32.empty()) adam_step(f32.data(), f32.size());
-        if (!f64.empty()) adam_step(f64.data(), f64.size());
-    } else {
-        if (!f32.empty()) bandwidth_probe(f32.data(), f32.size());
-        if (!f64.empty()) bandwidth_probe(f64.data(), f64.size());
-    }
+        return t;
+    };
+    if (kernel == Kernel::adam)
+        launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { adam_step(t, n); });
+    else
+        launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { bandwidth_probe(t, n); });
 }
 
 // Validates the hyper-parameters, steps and every array, then runs. `sets[i]` holds param,
@@ -129,17 +110,15 @@ void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_a
     run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, Kernel::bandwidth_probe);
 }
 
-// One hyper-parameter tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
-// bias_correction), as adam_step_sets takes them.
-AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t index) {
-    if (!py::isinstance<py::tuple>(obj) || py::len(obj) != 9)
-        throw py::type_error("hypers[" + std::to_string(index) +
-                             "] must be a tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, "
-                             "maximize, decoupled, bias_correction)");
-    const auto t = py::reinterpret_borrow<py::tuple>(obj);
-    AdamHyper h = make_adam_hyper(t[0].cast<double>(), {t[1].cast<double>(), t[2].cast<double>()},
-                             t[3].cast<double>(), t[4].cast<double>(), t[5].cast<bool>(),
-                             t[6].cast<bool>(), t[7].cast<bool>(), t[8].cast<bool>());
+// One hyper-parameter tuple of adam_step_sets, checked.
+AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t i) {
+    const py::tuple t = hyper_tuple(obj, 9, i,
+                                    "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
+                                    "decoupled, bias_correction)");
+    const AdamHyper h = make_adam_hyper(
+        tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
+        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i), tuple_bool(t, 6, i),
+        tuple_bool(t, 7, i), tuple_bool(t, 8, i));
     check_hyper(h);
     return h;
 }
@@ -158,15 +137,8 @@ void adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
         as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
         as_list(exp_avg_sqs, "exp_avg_sqs", n), as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n)};
     const auto step_list = int_per_set(steps, "steps", n);
-    const bool one_tuple = py::isinstance<py::tuple>(hypers);
-    const auto hyper_objects = one_tuple ? std::vector<py::object>() : as_list(hypers, "hypers", n);
-    std::vector<AdamHyper> hyper_list(n);
-    PyObject* previous = nullptr;
+    const auto hyper_list = hypers_per_set<AdamHyper>(hypers, n, hyper_from_tuple);
     for (std::size_t i = 0; i < n; ++i) {
-        const py::handle obj = one_tuple ? hypers : hyper_objects[i];
-        if (obj.ptr() != previous) hyper_list[i] = hyper_from_tuple(obj, i);
-        else hyper_list[i] = hyper_list[i - 1];
-        previous = obj.ptr();
         check_step(step_list[i], ArgName{"step", "steps", i, true});
         if (hyper_list[i].amsgrad == lists[3][i].is_none())
             throw py::value_error("max_exp_avg_sqs[" + std::to_string(i) + "] must be " +

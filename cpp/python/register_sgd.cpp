@@ -11,20 +11,20 @@ const std::vector<Role> kSgdRoles = {{"param", "params", true},
                                      {"grad", "grads", false},
                                      {"momentum_buffer", "momentum_buffers", true}};
 
-template <class T>
-void run_kernel(const CheckedSets& sets, const SgdHyper& hyper,
-                const std::vector<bool>& first_steps) {
-    std::vector<SgdTensor<T>> tensors(sets.count());
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        auto& t = tensors[i];
+// Runs validated sets (either dtype), each with its own hyper-parameters and first-step flag.
+void launch(const CheckedSets& sets, const std::vector<SgdHyper>& hypers,
+            const std::vector<bool>& first_steps) {
+    const auto make = [&](auto zero, std::size_t i) {
+        using T = decltype(zero);
+        SgdTensor<T> t;
         t.param = sets.data<T>(i, 0);
         t.grad = sets.data<T>(i, 1);
-        t.momentum_buffer = hyper.momentum != 0.0 ? sets.data<T>(i, 2) : nullptr;
+        t.momentum_buffer = sets.roles > 2 ? sets.data<T>(i, 2) : nullptr;
         t.size = sets.size(i);
-        t.scalars = make_scalars(hyper, first_steps[i]);
-    }
-    py::gil_scoped_release release;  // safe: `sets` keeps every array alive; raw buffers only
-    sgd_step(tensors.data(), tensors.size());
+        t.scalars = make_scalars(hypers[i], first_steps[i]);
+        return t;
+    };
+    launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { sgd_step(t, n); });
 }
 
 // `buffers` is None or a list aligned with `params`; it is needed exactly when momentum != 0.
@@ -45,12 +45,7 @@ void run(const std::vector<py::object>& params, const std::vector<py::object>& g
     std::vector<std::vector<py::handle>> sets(params.size());
     for (std::size_t i = 0; i < params.size(); ++i) sets[i] = {params[i], grads[i], buffer_list[i]};
     const std::vector<Role> roles(kSgdRoles.begin(), kSgdRoles.begin() + (momentum ? 3 : 2));
-    const CheckedSets checked = check_sets(sets, roles, multi);
-    if (checked.count() == 0) return;
-    if (checked.dtype == Dtype::float32)
-        run_kernel<float>(checked, hyper, first);
-    else
-        run_kernel<double>(checked, hyper, first);
+    launch(check_sets(sets, roles, multi), std::vector<SgdHyper>(params.size(), hyper), first);
 }
 
 SgdHyper make_hyper(double lr, double momentum, double dampening, double weight_decay,
@@ -63,6 +58,37 @@ SgdHyper make_hyper(double lr, double momentum, double dampening, double weight_
     h.nesterov = nesterov;
     h.maximize = maximize;
     return h;
+}
+
+// The optimizer classes' entry, as adam_step_sets: every set of every group and dtype in one
+// call, all arguments positional; momentum_buffers holds None for sets without momentum.
+void sgd_step_sets(py::object params, py::object grads, py::object momentum_buffers,
+                   py::object first_steps, py::object hypers) {
+    const auto p = as_list(params, "params");
+    const std::size_t n = p.size();
+    const auto g = as_list(grads, "grads", n);
+    const auto buffers = as_list(momentum_buffers, "momentum_buffers", n);
+    const auto first = bool_per_set(first_steps, "first_steps", n);
+    const auto hyper_list = hypers_per_set<SgdHyper>(hypers, n, [](py::handle obj, std::size_t i) {
+        const py::tuple t = hyper_tuple(
+            obj, 6, i, "(lr, momentum, dampening, weight_decay, nesterov, maximize)");
+        const SgdHyper h = make_hyper(tuple_double(t, 0, i), tuple_double(t, 1, i),
+                                      tuple_double(t, 2, i), tuple_double(t, 3, i),
+                                      tuple_bool(t, 4, i), tuple_bool(t, 5, i));
+        check_hyper(h);
+        return h;
+    });
+    std::vector<std::vector<py::handle>> sets(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if ((hyper_list[i].momentum != 0.0) == buffers[i].is_none())
+            throw py::value_error("momentum_buffers[" + std::to_string(i) + "] must be " +
+                                  (buffers[i].is_none() ? "an array (momentum != 0)"
+                                                        : "None (momentum == 0)"));
+        sets[i] = {p[i], g[i], buffers[i]};
+    }
+    std::vector<Role> roles = kSgdRoles;
+    roles[2].optional = true;
+    launch(check_sets(sets, roles, true, /*mixed_dtypes=*/true), hyper_list, first);
 }
 
 }  // namespace
@@ -102,6 +128,11 @@ momentum * buf + (1 - dampening) * grad. Validation as for adam_step.
         "maximize"_a = false, "first_steps"_a = false,
         "SGD update of many parameter sets in one native call; first_steps is a bool or one bool "
         "per set. As sgd_step otherwise.");
+    m.def("sgd_step_sets", &sgd_step_sets, "params"_a, "grads"_a, "momentum_buffers"_a,
+          "first_steps"_a, "hypers"_a, py::pos_only(),
+          "The optimizer classes' entry: all sets of all groups and dtypes in one call. "
+          "momentum_buffers holds None for sets without momentum; hypers is one tuple (lr, "
+          "momentum, dampening, weight_decay, nesterov, maximize) or one per set.");
 }
 
 }  // namespace fastadam::python

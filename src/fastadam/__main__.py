@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -34,18 +35,24 @@ def benchmark(sizes: list[int], min_seconds: float) -> list[str]:
     rng = np.random.default_rng(0)
     threads = get_num_threads()
     lines = [
-        f"{'elements':>10} {'reference':>12} {'fastadam 1T':>12} {'fastadam ' + str(threads) + 'T':>12}"
-        f" {'speedup 1T':>10} {'GB/s ' + str(threads) + 'T':>9} {'probe GB/s':>10}"
+        (
+            f"{'elements':>10} {'reference':>12} {'fastadam 1T':>12}"
+            f" {'fastadam ' + str(threads) + 'T':>12}"
+            f" {'speedup 1T':>10} {'GB/s ' + str(threads) + 'T':>9} {'probe GB/s':>10}"
+        )
     ]
     for n in sizes:
-        p, g, m, v = _arrays(n, rng)
-        t_ref = _best_time(lambda: reference.adam_step(p, g, m, v, step=1), min_seconds)
+        arrays = _arrays(n, rng)
+        t_ref = _best_time(partial(reference.adam_step, *arrays, step=1), min_seconds)
         set_num_threads(1)
-        t_one = _best_time(lambda: adam_step(p, g, m, v, step=1), min_seconds)
+        t_one = _best_time(partial(adam_step, *arrays, step=1), min_seconds)
         set_num_threads(threads)
-        t_all = _best_time(lambda: adam_step(p, g, m, v, step=1), min_seconds)
-        t_probe = _best_time(lambda: _core.bandwidth_probe([p], [g], [m], [v]), min_seconds)
-        gbs = lambda t: BYTES_PER_ELEMENT * n / t / 1e9  # noqa: E731
+        t_all = _best_time(partial(adam_step, *arrays, step=1), min_seconds)
+        t_probe = _best_time(partial(_core.bandwidth_probe, *([a] for a in arrays)), min_seconds)
+
+        def gbs(t: float, n: int = n) -> float:
+            return BYTES_PER_ELEMENT * n / t / 1e9
+
         lines.append(
             f"{n:>10} {t_ref * 1e6:>10.1f}us {t_one * 1e6:>10.1f}us {t_all * 1e6:>10.1f}us"
             f" {t_ref / t_one:>9.1f}x {gbs(t_all):>9.1f} {gbs(t_probe):>10.1f}"
@@ -61,8 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_bench:
         return
     print()
-    print("Adam step, float32, times are the best of repeated calls (reference = fastadam.reference,")
-    print(f"in-place NumPy; GB/s counts {BYTES_PER_ELEMENT} bytes per element; probe = the same memory")
+    print(
+        "Adam step, float32, times are the best of repeated calls (reference = fastadam.reference,"
+    )
+    print(
+        f"in-place NumPy; GB/s counts {BYTES_PER_ELEMENT} bytes per element; probe = the same memory"
+    )
     print("traffic without the math, on all threads):")
     for line in benchmark([2**10, 2**14, 2**17, 2**20, 2**22], min_seconds=0.25):
         print(line)

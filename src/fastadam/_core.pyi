@@ -9,6 +9,10 @@ from typing_extensions import TypeAlias
 _FloatArray: TypeAlias = npt.NDArray[np.floating]
 # (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction)
 _AdamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool, bool, bool]
+# (lr, momentum, dampening, weight_decay, nesterov, maximize)
+_SgdHyperTuple: TypeAlias = tuple[float, float, float, float, bool, bool]
+# (lr, lr_decay, weight_decay, eps, maximize)
+_AdagradHyperTuple: TypeAlias = tuple[float, float, float, float, bool]
 
 # register_adam.cpp
 
@@ -91,6 +95,14 @@ def sgd_step_multi(
     maximize: bool = False,
     first_steps: bool | Sequence[bool] = False,
 ) -> None: ...
+def sgd_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    momentum_buffers: Sequence[_FloatArray | None],
+    first_steps: bool | Sequence[bool],
+    hypers: _SgdHyperTuple | Sequence[_SgdHyperTuple],
+    /,
+) -> None: ...
 
 # register_adagrad.cpp
 
@@ -117,6 +129,14 @@ def adagrad_step_multi(
     weight_decay: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
+) -> None: ...
+def adagrad_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    state_sums: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _AdagradHyperTuple | Sequence[_AdagradHyperTuple],
+    /,
 ) -> None: ...
 
 # register_runtime.cpp

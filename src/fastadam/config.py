@@ -14,9 +14,11 @@ def config_lines() -> list[str]:
         f"fastadam {_core_version()} on {platform.machine()}, Python {sys.version.split()[0]}",
         f"  ISA paths this CPU runs: {', '.join(_core.available_isas())}",
         f"  ISA in use:              {_core.get_isa()}",
-        f"  threads:                 {_core.get_num_threads()}"
-        f" (default {_core.default_num_threads()}; calls under"
-        f" {_core.parallel_threshold} elements stay on the calling thread)",
+        (
+            f"  threads:                 {_core.get_num_threads()}"
+            f" (default {_core.default_num_threads()}; calls under"
+            f" {_core.parallel_threshold} elements stay on the calling thread)"
+        ),
         f"  CUDA:                    {_cuda_text()}",
     ]
 

@@ -23,8 +23,8 @@ from . import _core
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer"]
 
 _adam_step_sets = _core.adam_step_sets
-_sgd_step_multi = _core.sgd_step_multi
-_adagrad_step_multi = _core.adagrad_step_multi
+_sgd_step_sets = _core.sgd_step_sets
+_adagrad_step_sets = _core.adagrad_step_sets
 _zeros_state = _core.zeros_state
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # A native call refuses bad input with one of these before writing anything.
@@ -210,8 +210,9 @@ class _StateView(Mapping):
 
 class Optimizer:
     """The machinery of fastadam's optimizers: parameter groups, per-parameter state, the step
-    (validate everything, create state, one native call per group and dtype, cache the lists for
-    the steady state), ``state_dict`` and ``.npz`` checkpoints, all in ``torch.optim``'s terms.
+    (validate everything, create state, one native call for every group and dtype, cache the
+    lists for the steady state), ``state_dict`` and ``.npz`` checkpoints, all in
+    ``torch.optim``'s terms.
 
     Not used directly. An optimizer subclasses it with a constructor that passes its defaults,
     and describes its update:
@@ -225,9 +226,10 @@ class Optimizer:
     - ``_validate(group)``: its hyper-parameters checked as torch checks them, as plain values;
     - ``_arrays(values)``: the state arrays a step with those values needs, with their initial
       value;
-    - ``_call(...)``: one native call over a list of parameters (the general path), and
-      ``_fast_call(...)``: the same call over the group's parameters and the state lists kept
-      between steps (the cached path; ``Adam`` writes it inline in its ``step``).
+    - ``_call_all(calls)``: the one native call (a ``_core.*_step_sets`` entry) over every
+      parameter of the step (the general path), and ``_fast_call(...)``: the same call over one
+      group's parameters and the state lists kept between steps (the cached path; ``Adam``
+      writes it inline in its ``step``).
 
     ``SGD`` and ``Adagrad`` below are complete examples.
     """
@@ -237,9 +239,6 @@ class Optimizer:
     _counts_steps: ClassVar[bool] = True
     _eager_state: ClassVar[bool] = False
     _fixed: ClassVar[dict[str, Any]] = {}
-    # True when _call_all updates every group and dtype in one native call (which validates
-    # everything before writing); else one _call per group and dtype, checked for overlap here.
-    _one_native_call: ClassVar[bool] = False
 
     def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
         self.defaults: dict[str, Any] = self._normalized(defaults)
@@ -278,23 +277,14 @@ class Optimizer:
         """The state arrays a step with these hyper-parameters needs: name -> initial value."""
         raise NotImplementedError
 
-    def _call(
-        self,
-        values: Mapping[str, Any],
-        params: list[np.ndarray],
-        grads: list[np.ndarray],
-        arrays: Mapping[str, list[np.ndarray]],
-        steps: list[int] | None,
-        fresh: list[bool],
+    def _call_all(
+        self, calls: list[tuple[Mapping[str, Any], list, list, dict, list, list]]
     ) -> None:
-        """One native call updating ``params``. ``arrays`` holds the lists of the state arrays
-        ``_arrays(values)`` names; ``steps`` the step counts after incrementing (None unless
-        ``_counts_steps``); ``fresh[i]`` whether parameter i's state was created for this step."""
-        raise NotImplementedError
-
-    def _call_all(self, calls: list[tuple[Mapping[str, Any], list, list, dict, list[int]]]) -> None:
-        """One native call for every (values, params, grads, arrays, steps) of a step; only for
-        classes with ``_one_native_call``."""
+        """The one native call of a general step. ``calls`` holds, per group and dtype,
+        (hyper-parameter values, params, grads, state lists by the names ``_arrays(values)``
+        gives, step counts after incrementing (None unless ``_counts_steps``), and per parameter
+        whether its state was created for this step). The native entry validates every array of
+        every call before it writes anything."""
         raise NotImplementedError
 
     def _fast_call(
@@ -436,7 +426,6 @@ class Optimizer:
         # Validate everything, then create state, then update: a bad input changes nothing.
         # (Names for messages are made only when something is wrong.)
         calls = []  # (values, params, grads)
-        pairs = []
         i = 0
         for gi, group in enumerate(groups):
             by_dtype: dict[np.dtype, tuple[list, list]] = {}
@@ -450,19 +439,9 @@ class Optimizer:
                     ps, gs = by_dtype.setdefault(p.dtype, ([], []))
                     ps.append(p)
                     gs.append(g)
-                    pairs.append((p, g, gi, j, i))
                 i += 1
             for ps, gs in by_dtype.values():
                 calls.append((values[gi], ps, gs))
-        if len(calls) > 1 and not self._one_native_call:
-            # Each native call checks overlap among its own arrays, before it writes; with more
-            # than one call, a later call's refusal would come after an earlier one's update.
-            spans: list[tuple[int, int, bool, Any]] = []
-            for p, g, gi, j, i in pairs:
-                spans.append((*self._span_of(p), True, ("param", gi, j)))
-                spans.append((*_span(g), False, ("grads", i)))
-            _check_no_overlap(spans)
-
         created: list[tuple[int, str | None]] = []
         requests: list = []
         pending = []
@@ -479,38 +458,33 @@ class Optimizer:
             (v, ps, gs, states, fresh, {name: [s[name] for s in states] for name in needed})
             for v, ps, gs, states, fresh, needed in pending
         ]
-        done = 0
-        steps: list[int] | None = None
+        all_steps = [
+            [s["step"] + 1 for s in states] if self._counts_steps else None
+            for _, _, _, states, _, _ in prepared
+        ]
         try:
-            if self._one_native_call:
-                all_steps = [[s["step"] + 1 for s in st] for _, _, _, st, _, _ in prepared]
-                self._call_all(
-                    [(v, ps, gs, arrays, ts) for (v, ps, gs, _, _, arrays), ts in zip(prepared, all_steps)]
-                )
-                done = len(prepared)
-                for (_, _, _, states, _, _), ts in zip(prepared, all_steps):
-                    for s, t in zip(states, ts):
-                        s["step"] = t
-                steps = all_steps[-1] if all_steps else None
-            for v, ps, gs, states, fresh, arrays in prepared[done:]:
-                steps = [s["step"] + 1 for s in states] if self._counts_steps else None
-                self._call(v, ps, gs, arrays, steps, fresh)
-                if steps is not None:
-                    for s, t in zip(states, steps):
-                        s["step"] = t
-                done += 1
+            self._call_all(
+                [
+                    (v, ps, gs, arrays, steps, fresh)
+                    for (v, ps, gs, _, fresh, arrays), steps in zip(prepared, all_steps)
+                ]
+            )
         except BaseException:
-            if done == 0:  # the native call refused before writing: forget the new state too
-                for key, name in reversed(created):
-                    if name is None:
-                        del self._state[key]
-                    else:
-                        del self._state[key][1][name]
+            # The native call refused before writing: forget the state created for it too.
+            for key, name in reversed(created):
+                if name is None:
+                    del self._state[key]
+                else:
+                    del self._state[key][1][name]
             raise
+        for (_, _, _, states, _, _), steps in zip(prepared, all_steps):
+            for s, t in zip(states, steps or ()):
+                s["step"] = t
 
         # Cache the lists for the next steps when the fast path's conditions hold.
         if len(groups) == 1 and len(prepared) == 1:
             _, ps, _, states, _, arrays = prepared[0]
+            steps = all_steps[0]
             if len(ps) == len(groups[0]["params"]) and (
                 steps is None or all(t == steps[0] for t in steps)
             ):
@@ -836,8 +810,6 @@ class Adam(Optimizer):
             return {"exp_avg": 0.0, "exp_avg_sq": 0.0, "max_exp_avg_sq": 0.0}
         return {"exp_avg": 0.0, "exp_avg_sq": 0.0}
 
-    _one_native_call = True
-
     @staticmethod
     def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
         """A group's hyper-parameters in the order ``_core.adam_step_sets`` reads them."""
@@ -863,7 +835,7 @@ class Adam(Optimizer):
         maxes: list = []
         steps: list = []
         hypers: list = []
-        for values, ps, gs, arrays, ts in calls:
+        for values, ps, gs, arrays, ts, _ in calls:
             params += ps
             grads += gs
             exp_avgs += arrays["exp_avg"]
@@ -1035,32 +1007,37 @@ class SGD(Optimizer):
         # A new buffer's contents do not matter: its first step copies the gradient into it.
         return {"momentum_buffer": 0.0} if values["momentum"] != 0.0 else {}
 
-    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
-        _sgd_step_multi(
-            params,
-            grads,
-            arrays.get("momentum_buffer"),
-            first_steps=fresh,
-            lr=values["lr"],
-            momentum=values["momentum"],
-            dampening=values["dampening"],
-            weight_decay=values["weight_decay"],
-            nesterov=values["nesterov"],
-            maximize=values["maximize"],
+    @staticmethod
+    def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
+        """A group's hyper-parameters in the order ``_core.sgd_step_sets`` reads them."""
+        return (
+            values["lr"],
+            values["momentum"],
+            values["dampening"],
+            values["weight_decay"],
+            values["nesterov"],
+            values["maximize"],
         )
 
+    def _call_all(self, calls) -> None:
+        params: list = []
+        grads: list = []
+        buffers: list = []
+        first: list = []
+        hypers: list = []
+        for values, ps, gs, arrays, _, fresh in calls:
+            params += ps
+            grads += gs
+            buffers += arrays.get("momentum_buffer") or [None] * len(ps)
+            first += fresh
+            hypers += [self._hyper_tuple(values)] * len(ps)
+        _sgd_step_sets(params, grads, buffers, first, hypers)
+
     def _fast_call(self, group, lists, grads, t) -> None:
-        _sgd_step_multi(
-            group["params"],
-            grads,
-            lists[0],  # None without momentum: refused if momentum was switched on since
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            weight_decay=group["weight_decay"],
-            nesterov=group["nesterov"],
-            maximize=group["maximize"],
-        )
+        params = group["params"]
+        # None without momentum: refused if momentum was switched on since
+        buffers = lists[0] if lists[0] is not None else [None] * len(params)
+        _sgd_step_sets(params, grads, buffers, False, self._hyper_tuple(group))
 
 
 # -- Adagrad -----------------------------------------------------------------------------------
@@ -1155,31 +1132,33 @@ class Adagrad(Optimizer):
     def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
         return {"sum": values["initial_accumulator_value"]}
 
-    def _call(self, values, params, grads, arrays, steps, fresh) -> None:
-        _adagrad_step_multi(
-            params,
-            grads,
-            arrays["sum"],
-            steps=steps,
-            lr=values["lr"],
-            lr_decay=values["lr_decay"],
-            weight_decay=values["weight_decay"],
-            eps=values["eps"],
-            maximize=values["maximize"],
+    @staticmethod
+    def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
+        """A group's hyper-parameters in the order ``_core.adagrad_step_sets`` reads them."""
+        return (
+            values["lr"],
+            values["lr_decay"],
+            values["weight_decay"],
+            values["eps"],
+            values["maximize"],
         )
 
+    def _call_all(self, calls) -> None:
+        params: list = []
+        grads: list = []
+        sums: list = []
+        steps: list = []
+        hypers: list = []
+        for values, ps, gs, arrays, ts, _ in calls:
+            params += ps
+            grads += gs
+            sums += arrays["sum"]
+            steps += ts
+            hypers += [self._hyper_tuple(values)] * len(ps)
+        _adagrad_step_sets(params, grads, sums, steps, hypers)
+
     def _fast_call(self, group, lists, grads, t) -> None:
-        _adagrad_step_multi(
-            group["params"],
-            grads,
-            lists[0],
-            steps=t,
-            lr=group["lr"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=group["maximize"],
-        )
+        _adagrad_step_sets(group["params"], grads, lists[0], t, self._hyper_tuple(group))
 
 
 # Checkpoints name the class that wrote them; one with other state arrays is refused on load.
