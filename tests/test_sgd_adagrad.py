@@ -644,7 +644,7 @@ def test_optimizer_base_names_what_a_subclass_defines():
     # Adding an optimizer is a subclass that defines these; the machinery is shared.
     for cls in (SGD, Adagrad, fastadam.Adam):
         assert issubclass(cls, optim.Optimizer)
-        for name in ("_validate", "_arrays", "_call_all"):
+        for name in ("_validate", "_arrays", "_hyper_tuple", "_native"):
             assert getattr(cls, name) is not getattr(optim.Optimizer, name)
 
 

@@ -226,10 +226,11 @@ class Optimizer:
     - ``_validate(group)``: its hyper-parameters checked as torch checks them, as plain values;
     - ``_arrays(values)``: the state arrays a step with those values needs, with their initial
       value;
-    - ``_call_all(calls)``: the one native call (a ``_core.*_step_sets`` entry) over every
-      parameter of the step (the general path), and ``_fast_call(...)``: the same call over one
-      group's parameters and the state lists kept between steps (the cached path; ``Adam``
-      writes it inline in its ``step``).
+    - ``_hyper_tuple(values)``: a group's hyper-parameters in the order its native entry reads;
+    - ``_native(...)``: the one native call (a ``_core.*_step_sets`` entry) over every parameter
+      of the step, given flat lists (the general path), and ``_fast_call(...)``: the same call
+      over one group's parameters and the state lists kept between steps (the cached path;
+      ``Adam`` writes it inline in its ``step``).
 
     ``SGD`` and ``Adagrad`` below are complete examples.
     """
@@ -277,14 +278,26 @@ class Optimizer:
         """The state arrays a step with these hyper-parameters needs: name -> initial value."""
         raise NotImplementedError
 
-    def _call_all(
-        self, calls: list[tuple[Mapping[str, Any], list, list, dict, list, list]]
+    @staticmethod
+    def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
+        """A group's hyper-parameters as the tuple the native ``*_step_sets`` entry reads."""
+        raise NotImplementedError
+
+    def _native(
+        self,
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        arrays: Mapping[str, list[np.ndarray | None]],
+        steps: list[int],
+        fresh: list[bool],
+        hypers: list[tuple],
     ) -> None:
-        """The one native call of a general step. ``calls`` holds, per group and dtype,
-        (hyper-parameter values, params, grads, state lists by the names ``_arrays(values)``
-        gives, step counts after incrementing (None unless ``_counts_steps``), and per parameter
-        whether its state was created for this step). The native entry validates every array of
-        every call before it writes anything."""
+        """The one native call of a general step, over every parameter of every group and
+        dtype: ``arrays`` maps each name of ``_state_arrays`` to one entry per parameter (None
+        where the parameter's step uses no such array); ``steps`` are the counts after
+        incrementing (empty unless ``_counts_steps``); ``fresh[i]`` says whether parameter i's
+        state was created for this step; ``hypers[i]`` is its group's ``_hyper_tuple``. The
+        native entry validates every array before it writes anything."""
         raise NotImplementedError
 
     def _fast_call(
@@ -462,13 +475,23 @@ class Optimizer:
             [s["step"] + 1 for s in states] if self._counts_steps else None
             for _, _, _, states, _, _ in prepared
         ]
+        # Flat lists over every group and dtype, for the one native call.
+        flat_params: list = []
+        flat_grads: list = []
+        flat_steps: list = []
+        flat_fresh: list = []
+        flat_hypers: list = []
+        flat_arrays: dict[str, list] = {name: [] for name in self._state_arrays}
+        for (v, ps, gs, _, fresh, arrays), steps in zip(prepared, all_steps):
+            flat_params += ps
+            flat_grads += gs
+            flat_steps += steps or []
+            flat_fresh += fresh
+            flat_hypers += [self._hyper_tuple(v)] * len(ps)
+            for name, lst in flat_arrays.items():
+                lst += arrays.get(name) or [None] * len(ps)
         try:
-            self._call_all(
-                [
-                    (v, ps, gs, arrays, steps, fresh)
-                    for (v, ps, gs, _, fresh, arrays), steps in zip(prepared, all_steps)
-                ]
-            )
+            self._native(flat_params, flat_grads, flat_arrays, flat_steps, flat_fresh, flat_hypers)
         except BaseException:
             # The native call refused before writing: forget the state created for it too.
             for key, name in reversed(created):
@@ -826,24 +849,16 @@ class Adam(Optimizer):
             values["bias_correction"],
         )
 
-    def _call_all(self, calls) -> None:
-        # Every group and dtype in one native call: it validates all arrays before any write.
-        params: list = []
-        grads: list = []
-        exp_avgs: list = []
-        exp_avg_sqs: list = []
-        maxes: list = []
-        steps: list = []
-        hypers: list = []
-        for values, ps, gs, arrays, ts, _ in calls:
-            params += ps
-            grads += gs
-            exp_avgs += arrays["exp_avg"]
-            exp_avg_sqs += arrays["exp_avg_sq"]
-            maxes += arrays.get("max_exp_avg_sq") or [None] * len(ps)
-            steps += ts
-            hypers += [self._hyper_tuple(values)] * len(ps)
-        _adam_step_sets(params, grads, exp_avgs, exp_avg_sqs, maxes, steps, hypers)
+    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
+        _adam_step_sets(
+            params,
+            grads,
+            arrays["exp_avg"],
+            arrays["exp_avg_sq"],
+            arrays["max_exp_avg_sq"],
+            steps,
+            hypers,
+        )
 
     def step(self, grads: Grads) -> None:
         # Optimizer.step with the cached native call written inline rather than in _fast_call:
@@ -1019,19 +1034,8 @@ class SGD(Optimizer):
             values["maximize"],
         )
 
-    def _call_all(self, calls) -> None:
-        params: list = []
-        grads: list = []
-        buffers: list = []
-        first: list = []
-        hypers: list = []
-        for values, ps, gs, arrays, _, fresh in calls:
-            params += ps
-            grads += gs
-            buffers += arrays.get("momentum_buffer") or [None] * len(ps)
-            first += fresh
-            hypers += [self._hyper_tuple(values)] * len(ps)
-        _sgd_step_sets(params, grads, buffers, first, hypers)
+    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
+        _sgd_step_sets(params, grads, arrays["momentum_buffer"], fresh, hypers)
 
     def _fast_call(self, group, lists, grads, t) -> None:
         params = group["params"]
@@ -1143,19 +1147,8 @@ class Adagrad(Optimizer):
             values["maximize"],
         )
 
-    def _call_all(self, calls) -> None:
-        params: list = []
-        grads: list = []
-        sums: list = []
-        steps: list = []
-        hypers: list = []
-        for values, ps, gs, arrays, ts, _ in calls:
-            params += ps
-            grads += gs
-            sums += arrays["sum"]
-            steps += ts
-            hypers += [self._hyper_tuple(values)] * len(ps)
-        _adagrad_step_sets(params, grads, sums, steps, hypers)
+    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
+        _adagrad_step_sets(params, grads, arrays["sum"], steps, hypers)
 
     def _fast_call(self, group, lists, grads, t) -> None:
         _adagrad_step_sets(group["params"], grads, lists[0], t, self._hyper_tuple(group))
