@@ -68,7 +68,8 @@ def agree(comm: Any, error: BaseException | None, desc: dict[str, Any] | None, w
         reports = comm.allgather(mine)
         failed = [r for r, report in enumerate(reports) if report is not None]
         kind, text = reports[failed[0]]
-        more = f" (and {len(failed) - 1} other ranks)" if len(failed) > 1 else ""
+        others = len(failed) - 1
+        more = f" (and {others} other rank{'s' if others > 1 else ''})" if others else ""
         message = f"on rank {failed[0]} of {len(reports)}{more}: {text}"
         raise _KINDS.get(kind, RuntimeError)(message) from error
     if flags[1] != -flags[2]:
@@ -78,16 +79,25 @@ def agree(comm: Any, error: BaseException | None, desc: dict[str, Any] | None, w
 
 def _difference(descs: list[dict[str, Any]]) -> str:
     """The first entry that differs between ranks, with rank 0's value and the other's."""
-    first = descs[0]
-    for key in first:
-        for rank, other in enumerate(descs[1:], start=1):
-            a, b = first[key], other.get(key)
-            if a == b:
-                continue
-            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-                if len(a) != len(b):
-                    return f"{key}: {len(a)} on rank 0, {len(b)} on rank {rank}"
-                i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-                return f"{key}[{i}] is {a[i]!r} on rank 0 but {b[i]!r} on rank {rank}"
-            return f"{key} is {a!r} on rank 0 but {b!r} on rank {rank}"
+    for rank, other in enumerate(descs[1:], start=1):
+        found = _first_difference(descs[0], other, "")
+        if found is not None:
+            path, a, b = found
+            return f"{path} is {a!r} on rank 0 but {b!r} on rank {rank}"
     return "their digests differ"  # pragma: no cover - equal descriptions give equal digests
+
+
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if a == b:
+        return None
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        for key in a:
+            found = _first_difference(a[key], b[key], f"{path}[{key!r}]" if path else key)
+            if found is not None:
+                return found
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return path, a, b

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _core
-from ..optim import SGD, Adagrad, Adam, AdamW
+from ..optim.base import step_value
+from ..optim.checkpoint import CLASSES, write_atomically
 from ..optim.validation import as_step, loaded_state
 from .agreement import agree
 from .layout import DtypeLayout
@@ -36,12 +36,6 @@ if TYPE_CHECKING:
 FORMAT = "fastadam.distributed"
 VERSION = 1
 INDEX = "index.json"
-_CLASSES = {c.__name__: c for c in (Adam, AdamW, SGD, Adagrad)}
-
-
-def _step_value(step: int) -> np.ndarray:
-    # torch keeps 'step' as a 0-d float32 tensor; float64 beyond float32's exact integers.
-    return np.array(step, dtype=np.float32 if step < 2**24 else np.float64)
 
 
 def _json_value(value: Any) -> Any:
@@ -99,7 +93,7 @@ def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] 
     for i, p in enumerate(opt._params):
         if not opt._stateful[i]:
             continue
-        s: dict[str, Any] = {"step": _step_value(opt._steps[i])} if opt._opt._counts_steps else {}
+        s: dict[str, Any] = {"step": step_value(opt._steps[i])} if opt._opt._counts_steps else {}
         layout = opt._layouts[p.dtype]
         start = layout.offsets[layout.indices.index(i)]
         for name in opt._opt._state_arrays:
@@ -124,7 +118,7 @@ class _Staged:
             state,
         )
         self.desc = {
-            "hyper-parameters": [tuple(sorted(g.items(), key=lambda kv: kv[0])) for g in groups],
+            "param_groups": groups,
             "step counts": steps,
             "state arrays": [sorted(h) for h in has],
         }
@@ -267,7 +261,7 @@ def _check_meta(opt: ShardedOptimizer, meta: Any) -> None:
         raise ValueError("not a fastadam.distributed state (no matching 'format')")
     if meta.get("version") != VERSION:
         raise ValueError(f"unknown fastadam.distributed state version {meta.get('version')!r}")
-    writer = _CLASSES.get(meta.get("class"))
+    writer = CLASSES.get(meta.get("class"))
     if writer is None or writer._state_arrays != opt._opt._state_arrays:
         raise ValueError(
             f"the state was written by {meta.get('class')!r}, whose state does not fit "
@@ -323,33 +317,6 @@ def _file_name(token: str, rank: int, world: int) -> str:
     return f"shard-{token}-{rank:05d}-of-{world:05d}.npz"
 
 
-def _write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _remove(path: str | None) -> None:
     if path is not None:
         try:
@@ -382,7 +349,7 @@ def save(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
         arrays["meta"] = np.frombuffer(json.dumps(mine).encode("utf-8"), dtype=np.uint8)
         os.makedirs(folder, exist_ok=True)
         target = os.path.join(folder, files[opt.rank])
-        _write_atomically(target, lambda f: np.savez(f, **arrays))
+        write_atomically(target, lambda f: np.savez(f, **arrays))
         written = target
     except Exception as exc:
         error = exc
@@ -393,7 +360,7 @@ def save(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
         if opt.rank == 0:
             try:
                 old = _previous_files(folder)
-                _write_atomically(
+                write_atomically(
                     os.path.join(folder, INDEX), lambda f: f.write(index_text.encode("utf-8"))
                 )
             except Exception as exc:

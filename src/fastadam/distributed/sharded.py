@@ -68,15 +68,15 @@ class _Plan:
 
     __slots__ = ("averaged", "desc", "hypers", "mask", "needed")
 
-    def __init__(self, averaged, mask, hypers, needed) -> None:
+    def __init__(self, averaged, mask, groups, hypers, needed) -> None:
         self.averaged = averaged
         self.mask = mask
         self.hypers = hypers
         self.needed = needed
         self.desc = {
             "averaged": averaged,
-            "hyper-parameters": hypers,
-            "gradients given (not None)": mask,
+            "param_groups": groups,
+            "gradients given (not None)": list(mask),
         }
 
 
@@ -104,10 +104,10 @@ class ShardedOptimizer:
         hyper: Mapping[str, Any],
     ) -> None:
         MPI = mpi()
-        from mpi4py.util.dtlib import from_numpy_dtype
-
         self._MPI = MPI
-        self._mpi_type = from_numpy_dtype
+        # MPI's own types: reductions are defined on them (not on derived copies of them).
+        types = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
+        self._mpi_type = types.__getitem__
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.world = self.comm.Get_size()
@@ -127,9 +127,9 @@ class ShardedOptimizer:
             self._params: list[np.ndarray] = [p for g in groups for p in g["params"]]
             self._group_of = [gi for gi, g in enumerate(groups) for _ in g["params"]]
             desc = {
-                "parameter shapes and dtypes": [(p.shape, p.dtype.str) for p in self._params],
+                "parameters": [f"{p.shape} {p.dtype}" for p in self._params],
                 "parameters per group": [len(g["params"]) for g in groups],
-                "hyper-parameters": [self._opt._hyper_tuple(g) for g in groups],
+                "param_groups": [_plain(g) for g in groups],
                 "bucket_bytes": bucket_bytes,
             }
         except Exception as exc:
@@ -270,6 +270,7 @@ class ShardedOptimizer:
         return _Plan(
             bool(averaged),
             tuple(g is not None for g in grads),
+            [_plain(v) for v in values],
             [opt._hyper_tuple(v) for v in values],
             [opt._arrays(v) for v in values],
         )
@@ -465,6 +466,11 @@ class ShardedOptimizer:
             f"{type(self).__name__}(rank {self.rank} of {self.world}) over "
             + repr(self._opt).replace("\n", "\n    ")
         )
+
+
+def _plain(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A group's hyper-parameters (not its arrays), for comparing across ranks."""
+    return {key: value for key, value in group.items() if key != "params"}
 
 
 def _check_grad(g: Any, p: np.ndarray, name: str) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -73,12 +74,18 @@ def save(opt: Optimizer, file: PathOrFile) -> None:
     if not isinstance(file, (str, os.PathLike)):
         _write_npz(file, arrays)
         return
-    path = os.fspath(file)
+    write_atomically(os.fspath(file), lambda f: _write_npz(f, arrays))
+
+
+def write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s folder, flush and fsync it, rename it
+    over ``path``, fsync the folder; on any error the temporary file is removed and ``path``
+    is untouched. (Also used by ``fastadam.distributed``'s checkpoint folders.)"""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
