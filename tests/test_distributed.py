@@ -22,9 +22,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastadam.distributed.layout import BLOCK, DtypeLayout
-
 from conftest import SEED
+from fastadam.distributed.layout import BLOCK, DtypeLayout
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "mpi" / "worker.py"
@@ -71,9 +70,9 @@ def run_ranks(n: int, scenario: str, out: pathlib.Path, *args: str) -> str:
 def checks(out: str, n: int) -> dict[str, list[str]]:
     """check name -> the result each rank printed; asserts every rank finished."""
     found: dict[str, dict[int, str]] = {}
-    for rank, name, result in re.findall(r"^CHECK (\d+) (\S+) (.*)$", out, re.M):
+    for rank, name, result in re.findall(r"^CHECK (\d+) (\S+) (.*)$", out, re.MULTILINE):
         found.setdefault(name, {})[int(rank)] = result
-    done = sorted(int(r) for r in re.findall(r"^DONE (\d+)$", out, re.M))
+    done = sorted(int(r) for r in re.findall(r"^DONE (\d+)$", out, re.MULTILINE))
     assert done == list(range(n)), f"ranks that finished: {done}\n{out[-4000:]}"
     for name, by_rank in found.items():
         assert sorted(by_rank) == list(range(n)), f"{name}: reported by ranks {sorted(by_rank)}"
@@ -111,8 +110,9 @@ def test_bitwise_equal_to_single_process(n, tmp_path):
     single-process optimizer; reduce-scatter averaging; state memory per rank."""
     out = run_ranks(n, "equality", tmp_path)
     assert_all_ok(checks(out, n), EQUALITY)
-    for total, elements in re.findall(r"^MEMORY 0 P=(\d+) N=\d+ state_elements_per_array=(\d+)",
-                                      out, re.M):
+    for total, elements in re.findall(
+        r"^MEMORY 0 P=(\d+) N=\d+ state_elements_per_array=(\d+)", out, re.MULTILINE
+    ):
         assert int(elements) <= math.ceil(int(total) / n) + BLOCK
 
 
@@ -137,16 +137,17 @@ FAILURES = {
 def test_one_rank_refusing_makes_every_rank_raise(n, tmp_path):
     out = run_ranks(n, "failures", tmp_path)
     assert_all_ok(checks(out, n), FAILURES)
-    errors = re.findall(r"^ERROR (\d+) (\S+) (.*)$", out, re.M)
+    errors = re.findall(r"^ERROR (\d+) (\S+) (.*)$", out, re.MULTILINE)
     by_check: dict[str, set[str]] = {}
     for _, name, message in errors:
         by_check.setdefault(name, set()).add(message)
     assert all(len(m) == 1 for m in by_check.values()), by_check  # the same words everywhere
     last = n - 1
-    assert by_check["bad-shape-on-one-rank"] == {
+    expected = (
         f"ValueError: on rank {last} of {n}: grads[3] must have its parameter's shape (4099,), "
         "got (4098,)"
-    }
+    )
+    assert by_check["bad-shape-on-one-rank"] == {expected}
     (lr,) = by_check["lr-differs"]
     assert f"param_groups[0]['lr'] is 0.01 on rank 0 but 0.5 on rank {last}" in lr
     (shape,) = by_check["shape-differs-at-construction"]

@@ -131,7 +131,12 @@ def equality(seed: int) -> None:
     # The other optimizers shard through the same machinery.
     for label, sharded, local, kw in [
         ("SGD-nesterov", ShardedSGD, fastadam.SGD, {"lr": 1e-2, "momentum": 0.9, "nesterov": True}),
-        ("Adagrad", ShardedAdagrad, fastadam.Adagrad, {"lr": 1e-2, "initial_accumulator_value": 0.1}),
+        (
+            "Adagrad",
+            ShardedAdagrad,
+            fastadam.Adagrad,
+            {"lr": 1e-2, "initial_accumulator_value": 0.1},
+        ),
     ]:
         params = make_params(seed, (np.float32, np.float64))
         ref = [p.copy() for p in params]
@@ -166,14 +171,18 @@ def reduction(seed: int) -> None:
                 mine = views
             opt.step(mine)
             every = [grads_for(seed, t, params, r) for r in range(WORLD)]
-            ref_opt.step([sum(gs[1:], gs[0]) / p.dtype.type(WORLD) for gs in zip(*every)
-                          for p in [gs[0]]])
+            ref_opt.step(
+                [sum(gs[1:], gs[0]) / p.dtype.type(WORLD) for gs in zip(*every) for p in [gs[0]]]
+            )
         name = f"reduce-bucket{bucket}"
         if WORLD <= 2:
             why = bitwise(params, ref)
         else:
-            why = "" if all(np.allclose(p, r, rtol=1e-5, atol=1e-6) for p, r in zip(params, ref)) \
+            why = (
+                ""
+                if all(np.allclose(p, r, rtol=1e-5, atol=1e-6) for p, r in zip(params, ref))
                 else "not close"
+            )
         mine = np.concatenate([p.reshape(-1).view(np.uint8) for p in params])
         first = comm.bcast(mine if RANK == 0 else None, root=0)
         if not why and first.tobytes() != mine.tobytes():
@@ -183,7 +192,10 @@ def reduction(seed: int) -> None:
 
 def memory(seed: int) -> None:
     """State per rank: ceil(P / N) elements rounded up to a block, measured from the arrays."""
-    for shapes, dtype in [([(2**20 + 3,)], np.float32), ([(1000, 999), (12345,), (7,)], np.float64)]:
+    for shapes, dtype in [
+        ([(2**20 + 3,)], np.float32),
+        ([(1000, 999), (12345,), (7,)], np.float64),
+    ]:
         params = [np.zeros(s, dtype) for s in shapes]
         opt = ShardedAdam(params, comm, amsgrad=True)
         opt.step([np.ones_like(p) for p in params], averaged=True)
@@ -267,12 +279,15 @@ def failures(seed: int) -> None:
         bad[2] = None
     expect_failure("None-differs", lambda: opt.step(bad), unchanged)
     expect_failure("averaged-differs", lambda: opt.step(g, averaged=RANK == last), unchanged)
-    expect_failure("wrong-count", lambda: opt.step(g[: -1] if RANK == 0 else g), unchanged)
+    expect_failure("wrong-count", lambda: opt.step(g[:-1] if RANK == 0 else g), unchanged)
     expect_failure("not-a-list", lambda: opt.step(iter(g) if RANK == 0 else g), unchanged)
     expect_failure(
         "load-other-rank",
-        lambda: opt.load_state_dict(comm.bcast(saved_state, root=last)) if WORLD > 1 else
-        opt.load_state_dict(dict(saved_state, rank=1)),
+        lambda: (
+            opt.load_state_dict(comm.bcast(saved_state, root=last))
+            if WORLD > 1
+            else opt.load_state_dict(dict(saved_state, rank=1))
+        ),
         unchanged,
     )
     # the optimizer still works, and agrees with a reference that took the same two steps
@@ -358,17 +373,23 @@ def load(seed: int, folder: str) -> None:
     again = ShardedAdam(reshard_groups([p.copy() for p in params]), comm, lr=1e-2)
     again.load_state_dict(full)
     mine, theirs = again.state_dict(), opt.state_dict()
-    why = "" if all(
-        mine["shards"][dt][n].tobytes() == theirs["shards"][dt][n].tobytes()
-        for dt in theirs["shards"] for n in theirs["shards"][dt]
-    ) and mine["steps"] == theirs["steps"] else "state differs"
+    why = (
+        ""
+        if all(
+            mine["shards"][dt][n].tobytes() == theirs["shards"][dt][n].tobytes()
+            for dt in theirs["shards"]
+            for n in theirs["shards"][dt]
+        )
+        and mine["steps"] == theirs["steps"]
+        else "state differs"
+    )
     report("consolidated-round-trip", not why, why)
 
 
 def main() -> None:
     global _out
     scenario, seed = sys.argv[1], int(sys.argv[2])
-    _out = open(os.path.join(sys.argv[3], f"rank{RANK}.txt"), "w", encoding="utf-8")
+    _out = open(os.path.join(sys.argv[3], f"rank{RANK}.txt"), "w", encoding="utf-8")  # noqa: SIM115
     fastadam.set_num_threads(1)  # the ranks share the machine's cores
     if scenario == "equality":
         equality(seed)

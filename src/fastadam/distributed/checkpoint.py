@@ -71,8 +71,7 @@ def state_dict(opt: ShardedOptimizer) -> dict[str, Any]:
     sd = common_meta(opt)
     sd["rank"] = opt.rank
     sd["shards"] = {
-        dt.name: {name: a.copy() for name, a in arrays.items()}
-        for dt, arrays in opt._state.items()
+        dt.name: {name: a.copy() for name, a in arrays.items()} for dt, arrays in opt._state.items()
     }
     return sd
 
@@ -84,7 +83,9 @@ def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] 
         kind = opt._mpi_type(dt)
         for name in sorted(opt._state[dt]):  # the same names on every rank
             recv = np.empty(layout.length, dt) if opt.rank == root else None
-            comm.Gather([opt._state[dt][name], kind], [recv, kind] if recv is not None else None, root=root)
+            comm.Gather(
+                [opt._state[dt][name], kind], [recv, kind] if recv is not None else None, root=root
+            )
             full[(dt, name)] = recv
     del MPI
     if opt.rank != root:
@@ -95,7 +96,7 @@ def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] 
             continue
         s: dict[str, Any] = {"step": step_value(opt._steps[i])} if opt._opt._counts_steps else {}
         layout = opt._layouts[p.dtype]
-        start = layout.offsets[layout.indices.index(i)]
+        start = layout.start(i)
         for name in opt._opt._state_arrays:
             if name in opt._has[i]:
                 s[name] = full[(p.dtype, name)][start : start + p.size].reshape(p.shape)
@@ -148,7 +149,9 @@ def _stage(
     for i, names in enumerate(has):
         unknown = set(names) - set(opt._opt._state_arrays)
         if unknown:
-            raise ValueError(f"state[{i}] holds {sorted(unknown)}, unknown to {type(opt._opt).__name__}")
+            raise ValueError(
+                f"state[{i}] holds {sorted(unknown)}, unknown to {type(opt._opt).__name__}"
+            )
     state: dict[np.dtype, dict[str, np.ndarray]] = {}
     for dt, layout in opt._layouts.items():
         begin, end = layout.window(opt.rank)
@@ -242,7 +245,7 @@ class _Shards:
 
     def __call__(self, i: int, name: str, a: int, b: int) -> np.ndarray:
         layout = self.layouts[i]
-        start = layout.offsets[layout.indices.index(i)]
+        start = layout.start(i)
         lo, hi = start + a, start + b
         out = np.empty(b - a, layout.dtype)
         pos = lo
@@ -304,7 +307,7 @@ def load_state_dict(opt: ShardedOptimizer, sd: Any) -> None:
             staged = _from_meta(opt, sd, lambda w, dt, name: np.asarray(shards[dt][name]))
         else:
             staged = _from_consolidated(opt, sd)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
         error = exc
     agree(opt.comm, error, None if staged is None else staged.desc, "the loaded states")
     _install(opt, staged)
@@ -351,7 +354,7 @@ def save(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
         target = os.path.join(folder, files[opt.rank])
         write_atomically(target, lambda f: np.savez(f, **arrays))
         written = target
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
         error = exc
     try:
         agree(comm, error, None, "the checkpoint")
@@ -363,7 +366,7 @@ def save(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
                 write_atomically(
                     os.path.join(folder, INDEX), lambda f: f.write(index_text.encode("utf-8"))
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
                 error = exc
         agree(comm, error, None, "the checkpoint")
     except BaseException:
@@ -400,7 +403,7 @@ def load(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
             return npz[key]
 
         staged = _from_meta(opt, index, fetch)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
         error = exc
     finally:
         for npz in opened.values():

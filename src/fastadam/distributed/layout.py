@@ -64,6 +64,7 @@ class DtypeLayout:
         self.dtype = np.dtype(dtype)
         self.align = align if align is not None else max(1, LINE // self.dtype.itemsize)
         self.indices = list(indices)
+        self.position = {index: k for k, index in enumerate(self.indices)}
         self.sizes = list(sizes)
         self.offsets: list[int] = []
         end = 0
@@ -74,6 +75,10 @@ class DtypeLayout:
         self.world = world
         self.shard = _round_up(max(1, -(-self.total // world)), BLOCK)
         self.length = world * self.shard
+
+    def start(self, index: int) -> int:
+        """Where parameter ``index`` starts in the flat buffer."""
+        return self.offsets[self.position[index]]
 
     def window(self, rank: int) -> tuple[int, int]:
         """The flat range ``[begin, end)`` rank ``rank`` owns."""

@@ -119,7 +119,9 @@ class ShardedOptimizer:
                 or not isinstance(bucket_bytes, int)
                 or bucket_bytes <= 0
             ):
-                raise ValueError(f"bucket_bytes must be a positive int or None, got {bucket_bytes!r}")
+                raise ValueError(
+                    f"bucket_bytes must be a positive int or None, got {bucket_bytes!r}"
+                )
             # The single-process optimizer validates the parameters and groups as it always does
             # (types, duplicates, shared memory, hyper-parameters); it never holds state here.
             self._opt = self._local(params, **hyper)
@@ -132,7 +134,7 @@ class ShardedOptimizer:
                 "param_groups": [_plain(g) for g in groups],
                 "bucket_bytes": bucket_bytes,
             }
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
             error = exc
         agree(self.comm, error, desc, "the optimizer's arguments")
 
@@ -146,7 +148,9 @@ class ShardedOptimizer:
             dt: DtypeLayout(dt, idx, [self._params[i].size for i in idx], self.world)
             for dt, idx in by_dtype.items()
         }
-        self._flat_params = {dt: _core.zeros_state((L.length,), dt) for dt, L in self._layouts.items()}
+        self._flat_params = {
+            dt: _core.zeros_state((L.length,), dt) for dt, L in self._layouts.items()
+        }
         self._flat_grads: dict[np.dtype, np.ndarray] = {}
         self._shard_grads: dict[np.dtype, np.ndarray] = {}
         self._grad_views: list[np.ndarray] | None = None
@@ -193,8 +197,7 @@ class ShardedOptimizer:
             views = []
             for i, p in enumerate(self._params):
                 layout = self._layouts[p.dtype]
-                k = layout.indices.index(i)
-                start = layout.offsets[k]
+                start = layout.start(i)
                 views.append(self._flat_grad(p.dtype)[start : start + p.size].reshape(p.shape))
             self._grad_views = views
         return self._grad_views
@@ -246,7 +249,7 @@ class ShardedOptimizer:
         try:
             plan = self._plan(grads, averaged)
             desc = plan.desc
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
             error = exc
         agree(self.comm, error, desc, "the step's arguments")
         self._apply(grads, plan)
@@ -396,10 +399,9 @@ class ShardedOptimizer:
     def _own_pieces(self, i: int) -> list[Piece]:
         """Parameter ``i``'s pieces inside this rank's shard."""
         layout = self._layouts[self._params[i].dtype]
-        k = layout.indices.index(i)
         begin, end = layout.window(self.rank)
-        start = layout.offsets[k]
-        lo, hi = max(begin, start), min(end, start + layout.sizes[k])
+        start = layout.start(i)
+        lo, hi = max(begin, start), min(end, start + self._params[i].size)
         return [Piece(i, lo - start, hi - start, lo)] if lo < hi else []
 
     def _create_state(self, i: int, needed: Mapping[str, float]) -> bool:
@@ -462,10 +464,9 @@ class ShardedOptimizer:
         checkpoint.load(self, path)
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(rank {self.rank} of {self.world}) over "
-            + repr(self._opt).replace("\n", "\n    ")
-        )
+        return f"{type(self).__name__}(rank {self.rank} of {self.world}) over " + repr(
+            self._opt
+        ).replace("\n", "\n    ")
 
 
 def _plain(group: Mapping[str, Any]) -> dict[str, Any]:
