@@ -161,6 +161,13 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
     return {"state": state, "param_groups": groups}
 
 
+def _read_path_or_file(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:  # closed even when numpy gives up on a damaged file
+            return _read(f, opt)
+    return _read(file, opt)
+
+
 def load(opt: Optimizer, file: PathOrFile) -> None:
     """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it.
 
@@ -170,7 +177,7 @@ def load(opt: Optimizer, file: PathOrFile) -> None:
     """
     name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
     try:
-        state_dict = _read(file, opt)
+        state_dict = _read_path_or_file(file, opt)
         opt.load_state_dict(state_dict)
     except _Damaged as exc:
         raise ValueError(f"{name}: {exc}") from None
