@@ -253,13 +253,19 @@ def thread_refusing_shim(tmp_path_factory):
     return str(library)
 
 
+def preload_env(shim: str) -> dict[str, str]:
+    # After whatever is preloaded already (a sanitizer's runtime must stay first).
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), shim]))
+    return {"LD_PRELOAD": preload, "SHIM_PATH": shim, "FASTADAM_NUM_THREADS": "2"}
+
+
 REFUSED_PRELUDE = """
 import ctypes, os
 import numpy as np
 import fastadam
 from fastadam import _core
 
-shim = ctypes.CDLL(os.environ["LD_PRELOAD"])
+shim = ctypes.CDLL(os.environ["SHIM_PATH"])
 rng = np.random.default_rng(5)
 BIG = 3 * _core.parallel_threshold + 7
 
@@ -300,7 +306,7 @@ assert snapshot([small, large]) == snapshot(twin), "not exactly one update"
 print("ok")
 """
     )
-    result = run_python(code, {"LD_PRELOAD": thread_refusing_shim, "FASTADAM_NUM_THREADS": "2"})
+    result = run_python(code, preload_env(thread_refusing_shim))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "worker threads" in result.stdout
     assert result.stdout.strip().endswith("ok")
@@ -333,6 +339,6 @@ assert [p.tobytes() for p in params] == [p.tobytes() for p in twin], "not exactl
 print("ok")
 """
     )
-    result = run_python(code, {"LD_PRELOAD": thread_refusing_shim, "FASTADAM_NUM_THREADS": "2"})
+    result = run_python(code, preload_env(thread_refusing_shim))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
