@@ -33,7 +33,7 @@ import fastadam
 import fastadam.torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bandwidth_report import transformer_shapes  # noqa: E402
+from bandwidth_report import transformer_shapes
 
 CONTESTANTS = {
     "fastadam.torch.Adam": lambda ps: fastadam.torch.Adam(ps, lr=1e-3),
@@ -97,8 +97,10 @@ def report(title: str, times: dict[tuple[str, int], list[float]]) -> dict[str, f
     for name, (med, threads) in best.items():
         if name != "fastadam.torch.Adam":
             ratios[name] = med / ours
-            print(f"  vs {name} at its best ({threads} thread(s), {fmt(med)}): "
-                  f"{ratios[name]:.2f}x faster")
+            print(
+                f"  vs {name} at its best ({threads} thread(s), {fmt(med)}): "
+                f"{ratios[name]:.2f}x faster"
+            )
     return ratios
 
 

@@ -66,8 +66,12 @@ def digits() -> tuple[torch.Tensor, ...]:
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
-    return (torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test),
-            torch.from_numpy(y_test))
+    return (
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,20 +184,27 @@ def plot(path: pathlib.Path, runs: dict, median_ms: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), width_ratios=[2, 1])
-    styles = {"torch.optim.Adam": dict(lw=3, alpha=0.45),
-              "torch.optim.Adam(fused=True)": dict(lw=1.5, ls=":"),
-              "fastadam.torch.Adam": dict(lw=1.2, ls="--")}
+    styles = {
+        "torch.optim.Adam": {"lw": 3, "alpha": 0.45},
+        "torch.optim.Adam(fused=True)": {"lw": 1.5, "ls": ":"},
+        "fastadam.torch.Adam": {"lw": 1.2, "ls": "--"},
+    }
     for name, run in runs.items():
         steps = np.arange(1, len(run["loss"]) + 1)
         left.plot(steps, run["loss"], label=name, **styles[name])
-    left.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log",
-             title="The same CNN, batches and schedule")
+    left.set(
+        xlabel="step",
+        ylabel="training loss (cross-entropy)",
+        yscale="log",
+        title="The same CNN, batches and schedule",
+    )
     left.grid(alpha=0.3)
     left.legend()
     names = list(median_ms)
     right.barh(range(len(names)), [median_ms[n] for n in names], color=["C0", "C1", "C2"])
-    right.set_yticks(range(len(names)), [n.replace("(fused=True)", "\n(fused=True)")
-                                         for n in names])
+    right.set_yticks(
+        range(len(names)), [n.replace("(fused=True)", "\n(fused=True)") for n in names]
+    )
     right.set(xlabel="optimizer.step() median (ms)", title="Step time")
     right.grid(alpha=0.3, axis="x")
     fig.tight_layout()

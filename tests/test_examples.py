@@ -90,12 +90,16 @@ def test_torch_offload(tmp_path):
     (max_rel,) = printed(r"max relative loss difference: (\S+)", result.stdout)
     assert max_rel == pytest.approx(data["max_relative_difference"], rel=1e-2, abs=1e-12)
     assert max_rel <= 1e-3
-    ratio, fused = printed(r"step time \(median\):.* ratio (\S+)x, fused / fastadam (\S+)x",
-                           result.stdout)
+    ratio, fused = printed(
+        r"step time \(median\):.* ratio (\S+)x, fused / fastadam (\S+)x", result.stdout
+    )
     assert ratio == pytest.approx(data["step_time_ratio"], rel=1e-2) and ratio > 0
     assert fused == pytest.approx(data["fused_step_time_ratio"], rel=1e-2) and fused > 0
-    assert set(data["loss"]) == {"torch.optim.Adam", "torch.optim.Adam(fused=True)",
-                                 "fastadam.torch.Adam"}
+    assert set(data["loss"]) == {
+        "torch.optim.Adam",
+        "torch.optim.Adam(fused=True)",
+        "fastadam.torch.Adam",
+    }
     losses = data["loss"]["fastadam.torch.Adam"]
     assert len(losses) == data["steps"] == 20
     assert sum(losses[-5:]) < sum(losses[:5])

@@ -23,8 +23,9 @@ SCHEDULERS = {
         o, T_0=10, T_mult=2, eta_min=1e-4
     ),
     "LambdaLR": lambda o: lr_scheduler.LambdaLR(o, lambda t: 1.0 / (1.0 + 0.1 * t)),
-    "ReduceLROnPlateau": lambda o: lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=1,
-                                                                  threshold=0.5),
+    "ReduceLROnPlateau": lambda o: lr_scheduler.ReduceLROnPlateau(
+        o, factor=0.5, patience=1, threshold=0.5
+    ),
 }
 
 
@@ -77,8 +78,7 @@ def test_tensor_lr_updated_in_place_by_a_scheduler(seed):
     def make(lib, model):
         return lib.Adam(model.parameters(), lr=torch.tensor(0.01), **_single(lib))
 
-    (ours, ours_opt), (theirs, _) = twins(seed, make, 30,
-                                          lambda o: lr_scheduler.StepLR(o, 5, 0.5))
+    (ours, ours_opt), (theirs, _) = twins(seed, make, 30, lambda o: lr_scheduler.StepLR(o, 5, 0.5))
     assert isinstance(ours_opt.param_groups[0]["lr"], torch.Tensor)
     assert float(ours_opt.param_groups[0]["lr"]) == pytest.approx(0.01 * 0.5**6)
     assert rel_diff(ours, theirs) <= 1e-5
@@ -93,7 +93,9 @@ def test_clip_grad_norm(seed):
         )
 
     (ours, _), (theirs, _) = twins(
-        seed, lambda lib, m: lib.AdamW(m.parameters(), lr=1e-2, **_single(lib)), 30,
+        seed,
+        lambda lib, m: lib.AdamW(m.parameters(), lr=1e-2, **_single(lib)),
+        30,
         before_step=clip,
     )
     first, second = norms.values()
@@ -102,9 +104,12 @@ def test_clip_grad_norm(seed):
     assert rel_diff(ours, theirs) <= 1e-5
 
 
-def test_grad_scaler_cpu_with_autocast_and_a_skipped_step(seed):
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "autocast_bfloat16"])
+def test_grad_scaler_cpu_and_a_skipped_step(autocast, seed):
     """torch.amp.GradScaler("cpu") unscales the gradients and skips the step when they hold an
-    inf (here step 5): the skipped step leaves parameters and state as they were."""
+    inf (here step 5): the skipped step leaves parameters and state as they were. Under
+    bfloat16 autocast the forward pass rounds to 8 bits, so float32-level differences between
+    the two optimizers can flip a rounding: the runs agree to bfloat16's precision there."""
     data = batch(seed + 1)
     runs = []
     for lib in (ft, torch.optim):
@@ -115,7 +120,7 @@ def test_grad_scaler_cpu_with_autocast_and_a_skipped_step(seed):
         skipped = None
         for t in range(12):
             opt.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
             scaler.scale(loss).backward()
             if t == 5:
@@ -124,14 +129,16 @@ def test_grad_scaler_cpu_with_autocast_and_a_skipped_step(seed):
             scaler.step(opt)
             scaler.update()
             if t == 5:
-                skipped = all(torch.equal(a, p.detach()) for a, p in zip(before, model.parameters()))
+                skipped = all(
+                    torch.equal(a, p.detach()) for a, p in zip(before, model.parameters())
+                )
         runs.append((model, opt, scaler, skipped))
-    (ours, ours_opt, ours_scaler, ours_skip), (theirs, theirs_opt, theirs_scaler, _) = runs
+    (ours, ours_opt, ours_scaler, ours_skip), (theirs, _, theirs_scaler, _) = runs
     assert ours_skip
     assert ours_scaler.get_scale() == theirs_scaler.get_scale() < 2.0**12
     p = next(ours.parameters())
     assert float(ours_opt.state[p]["step"]) == 11  # 12 steps, one skipped
-    assert rel_diff(ours, theirs) <= 1e-5
+    assert rel_diff(ours, theirs) <= (1e-2 if autocast else 1e-5)
 
 
 BACKENDS = ["aot_eager", "inductor"]
@@ -149,8 +156,8 @@ def test_compiled_model(backend, seed):
             "FASTADAM_TEST_INDUCTOR=1 to run it (aot_eager covers dynamo and AOTAutograd)"
         )
     try:
-        import torch._dynamo  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the build
+        import torch._dynamo
+    except ImportError as exc:  # pragma: no cover - depends on the build
         pytest.skip(f"torch.compile is unavailable here: {exc}")
     data = batch(seed + 1)
     eager = small_cnn(seed)
@@ -160,7 +167,7 @@ def test_compiled_model(backend, seed):
     opt = ft.Adam(compiled.parameters(), lr=1e-2)
     try:
         losses = train(compiled, opt, data, 15)
-    except Exception as exc:  # pragma: no cover - e.g. no C++ compiler for inductor
+    except Exception as exc:
         if "Compile" in type(exc).__name__ or "compiler" in str(exc).lower():
             pytest.skip(f"torch.compile cannot build here: {type(exc).__name__}: {exc}")
         raise

@@ -19,31 +19,41 @@ from torch_helpers import batch, rel_diff, small_cnn, torch_threads, train
 torch = pytest.importorskip("torch")
 ft = pytest.importorskip("fastadam.torch")
 
-import fastadam  # noqa: E402
-import fastadam.optim.adam as numpy_adam  # noqa: E402
-from fastadam.torch import memory  # noqa: E402
+import fastadam
+import fastadam.optim.adam as numpy_adam
+from fastadam.torch import memory
 
-PAIRS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD,
-         "Adagrad": torch.optim.Adagrad}
+PAIRS = {
+    "Adam": torch.optim.Adam,
+    "AdamW": torch.optim.AdamW,
+    "SGD": torch.optim.SGD,
+    "Adagrad": torch.optim.Adagrad,
+}
 
 # The parity bar: 200 steps of a small model (StepLR halving lr every 50 steps), max |diff| /
 # max |p| against torch.optim's single-tensor (foreach=False) implementation. fastadam and torch
-# round differently (no FMA here, lerp/addcdiv there), so they agree to float32 rounding; the
-# differences measured were 1e-7..1.3e-6.
+# round differently (no FMA here, lerp/addcdiv there), and training carries each rounding
+# difference forward, so they agree to float32 rounding grown over the run: 1.4e-7..3.8e-6 over
+# six seeds of these cases (torch's own fused kernel differs from its single-tensor loop by up
+# to 2.6e-6 in the same run). At lr 1e-2 the growth reached 9.5e-6, too near the bar for a test
+# on fresh random data, hence lr 3e-3.
 PARITY = {
-    "adam": ("Adam", {"lr": 1e-2}),
-    "adamw": ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
-    "amsgrad": ("Adam", {"lr": 1e-2, "amsgrad": True}),
-    "maximize": ("Adam", {"lr": 1e-2, "maximize": True}),
-    "weight_decay": ("Adam", {"lr": 1e-2, "weight_decay": 0.1}),
-    "adamw_amsgrad_betas": ("AdamW", {"lr": 3e-3, "betas": (0.8, 0.99), "amsgrad": True,
-                                      "eps": 1e-6}),
-    "sgd_nesterov": ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True,
-                             "weight_decay": 1e-3}),
+    "adam": ("Adam", {"lr": 3e-3}),
+    "adamw": ("AdamW", {"lr": 3e-3, "weight_decay": 0.1}),
+    "amsgrad": ("Adam", {"lr": 3e-3, "amsgrad": True}),
+    "maximize": ("Adam", {"lr": 3e-3, "maximize": True}),
+    "weight_decay": ("Adam", {"lr": 3e-3, "weight_decay": 0.1}),
+    "adamw_amsgrad_betas": (
+        "AdamW",
+        {"lr": 3e-3, "betas": (0.8, 0.99), "amsgrad": True, "eps": 1e-6},
+    ),
+    "sgd_nesterov": ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
     "sgd_dampening": ("SGD", {"lr": 0.1, "momentum": 0.8, "dampening": 0.3}),
     "sgd_plain": ("SGD", {"lr": 0.1}),
-    "adagrad": ("Adagrad", {"lr": 0.05, "lr_decay": 1e-3, "weight_decay": 1e-3,
-                            "initial_accumulator_value": 0.1}),
+    "adagrad": (
+        "Adagrad",
+        {"lr": 0.05, "lr_decay": 1e-3, "weight_decay": 1e-3, "initial_accumulator_value": 0.1},
+    ),
 }
 
 
@@ -99,7 +109,7 @@ def test_groups_and_defaults_hold_torchs_keys(name):
 
 def test_import_fastadam_does_not_import_torch():
     code = "import sys, fastadam; fastadam.Adam; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
 
 
 def test_import_without_torch_says_how_to_install():
@@ -116,8 +126,9 @@ def test_import_without_torch_says_how_to_install():
             sys.exit("imported")
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "pip install torch" in out.stdout and "fastadam.torch needs PyTorch" in out.stdout
 
@@ -228,7 +239,7 @@ def test_float64_and_float32_groups_in_one_native_call(seed, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(numpy_adam, "_adam_step_sets", spy)
-    groups = lambda m: [  # noqa: E731
+    groups = lambda m: [
         {"params": list(m[0].parameters()) + list(m[3].parameters())},
         {"params": list(m[5].parameters()), "lr": 3e-3, "weight_decay": 0.01},
     ]
@@ -359,10 +370,15 @@ def _state_layout(opt, model):
     return out
 
 
-@pytest.mark.parametrize("name,options", [("Adam", {"lr": 1e-2, "amsgrad": True}),
-                                          ("AdamW", {"lr": 1e-2}),
-                                          ("SGD", {"lr": 0.1, "momentum": 0.9}),
-                                          ("Adagrad", {"lr": 0.05})])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("Adam", {"lr": 1e-2, "amsgrad": True}),
+        ("AdamW", {"lr": 1e-2}),
+        ("SGD", {"lr": 0.1, "momentum": 0.9}),
+        ("Adagrad", {"lr": 0.05}),
+    ],
+)
 def test_state_dict_round_trips_with_torch_continue_the_trajectory(name, options, seed):
     """fastadam.torch -> torch.optim and torch.optim -> fastadam.torch, through torch.save and
     torch.load(weights_only=True), after 20 steps; 30 more steps agree with an uninterrupted run
@@ -456,8 +472,9 @@ def test_numpy_state_dicts_convert_both_ways(seed):
     assert isinstance(back["state"][0]["exp_avg"], np.ndarray)
     assert "foreach" not in back["param_groups"][0]
     again = copy.deepcopy(resumed)
-    again_opt = fastadam.Adam([p.detach().numpy() for p in again.parameters()], lr=1e-2,
-                              amsgrad=True)
+    again_opt = fastadam.Adam(
+        [p.detach().numpy() for p in again.parameters()], lr=1e-2, amsgrad=True
+    )
     again_opt.load_state_dict(back)
     numpy_steps(again, again_opt, 10)
     train(resumed, torch_opt, data, 10)
@@ -506,8 +523,10 @@ def test_add_param_group_and_adagrad_eager_state(seed):
     model = small_cnn(seed)
     layers = list(model.parameters())
     opt = ft.Adagrad(layers[:2], lr=0.1, initial_accumulator_value=0.5)
-    assert all(float(opt.state[p]["step"]) == 0 and torch.all(opt.state[p]["sum"] == 0.5)
-               for p in layers[:2])
+    assert all(
+        float(opt.state[p]["step"]) == 0 and torch.all(opt.state[p]["sum"] == 0.5)
+        for p in layers[:2]
+    )
     opt.add_param_group({"params": layers[2:], "lr": 0.01, "initial_accumulator_value": 0.25})
     assert all(torch.all(opt.state[p]["sum"] == 0.25) for p in layers[2:])
     ref = torch.optim.Adagrad(small_cnn(seed).parameters(), lr=0.1)

@@ -26,7 +26,7 @@ if not dist.is_available() or not dist.is_gloo_available():
     pytest.skip("torch.distributed with the gloo backend is not available", allow_module_level=True)
 
 sys.path.insert(0, str(HERE))
-import torch_zero_run as run  # noqa: E402
+import torch_zero_run as run
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,9 @@ def test_consolidated_state_dict_is_torchs_layout(zero, single):
     sd = zero[False]["state_dict"]
     twin = run.make_model()
     twin.load_state_dict(model.state_dict())
-    torch_opt = torch.optim.Adam(twin.parameters(), lr=run.LR, weight_decay=run.WEIGHT_DECAY,
-                                 foreach=False)
+    torch_opt = torch.optim.Adam(
+        twin.parameters(), lr=run.LR, weight_decay=run.WEIGHT_DECAY, foreach=False
+    )
     torch_opt.load_state_dict(sd)
     step = torch_opt.state[next(twin.parameters())]["step"]
     assert step.dtype == torch.float32 and step.dim() == 0 and float(step) == STEPS

@@ -4,7 +4,7 @@ the parity measure (not a test module; the test files import it by name)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
@@ -35,9 +35,9 @@ def train(
     opt: torch.optim.Optimizer,
     data: tuple[torch.Tensor, torch.Tensor],
     steps: int,
-    scheduler: Optional[Any] = None,
+    scheduler: Any | None = None,
     sign: float = 1.0,
-    before_step: Optional[Callable[[torch.nn.Module], None]] = None,
+    before_step: Callable[[torch.nn.Module], None] | None = None,
 ) -> list[float]:
     """``steps`` full-batch steps with ``zero_grad()`` (grads set to None, so every backward
     makes new gradient tensors); returns the losses."""

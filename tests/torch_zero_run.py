@@ -64,9 +64,10 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 
 
 def worker(rank: int, world: int, port: int, out_dir: str, steps: int) -> None:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
     import fastadam
     import fastadam.torch
-    from torch.distributed.optim import ZeroRedundancyOptimizer
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)

@@ -40,5 +40,5 @@ __all__ = [
     "from_torch_state_dict",
     "generated",
     "to_torch_state_dict",
-    *(n for n in _optimizers.__all__ if n not in ("SGD", "Adagrad", "Adam", "AdamW", "generated")),
 ]
+__all__ += [name for name in _optimizers.__all__ if name not in __all__]

@@ -26,7 +26,7 @@ import functools
 import inspect
 import operator
 from collections.abc import Iterable
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -99,6 +99,30 @@ def _signature(numpy_class: type, torch_class: type) -> inspect.Signature:
     return theirs.replace(parameters=params + extra + tail, return_annotation=None)
 
 
+def _numbers(group: dict) -> dict:
+    """The group with tensor options (torch allows a tensor lr or betas, which schedulers update
+    in place) read as Python numbers, for the NumPy class's validation."""
+    out = None
+    for key, value in group.items():
+        if isinstance(value, torch.Tensor) or (
+            type(value) is tuple and any(isinstance(x, torch.Tensor) for x in value)
+        ):
+            if out is None:
+                out = dict(group)
+            out[key] = _number(value, key)
+    return group if out is None else out
+
+
+def _number(value: Any, key: str) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_number(x, key) for x in value)
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.numel() != 1:
+        raise ValueError(f"{key} as a tensor must have one element, got shape {tuple(value.shape)}")
+    return value.item()
+
+
 def _name(group: dict, gi: int, j: int) -> str:
     name = f"param_groups[{gi}]['params'][{j}]"
     names = group.get("param_names")
@@ -109,8 +133,20 @@ class _Slot:
     """One parameter's place in the plan: its tensor and memory, its state dict, and the state
     tensors and their NumPy views by name."""
 
-    __slots__ = ("bump", "fresh", "grad_view", "ids", "index", "order", "param", "ptr", "state",
-                 "tensors", "view", "views")
+    __slots__ = (
+        "bump",
+        "fresh",
+        "grad_view",
+        "ids",
+        "index",
+        "order",
+        "param",
+        "ptr",
+        "state",
+        "tensors",
+        "view",
+        "views",
+    )
 
     def __init__(self, param: torch.Tensor, order: MemoryOrder) -> None:
         self.param = param
@@ -118,8 +154,8 @@ class _Slot:
         self.ptr = param.data_ptr()
         self.view = numpy_view(param.detach() if order is None else param.detach().permute(order))
         self.grad_view = grad_viewer(param.dtype, order)
-        self.state: Optional[dict] = None
-        self.ids: Optional[list[int]] = None  # id() of each state value, to spot replacements
+        self.state: dict | None = None
+        self.ids: list[int] | None = None  # id() of each state value, to spot replacements
         self.tensors: dict[str, torch.Tensor] = {}
         self.views: dict[str, np.ndarray] = {}
         # Tensors whose autograd version a step bumps: the parameter and state tensors it did
@@ -155,8 +191,13 @@ class _Quick:
 class _Plan:
     __slots__ = ("bases", "counts", "counts_tensor", "hypers", "quick", "slots", "state")
 
-    def __init__(self, state: Any, slots: dict[int, _Slot], counts: Optional[np.ndarray],
-                 bases: list[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        state: Any,
+        slots: dict[int, _Slot],
+        counts: np.ndarray | None,
+        bases: list[torch.Tensor],
+    ) -> None:
         self.state = state  # the optimizer's state mapping it was built for
         self.slots = slots  # id(param) -> slot
         self.counts = counts  # step counts, one per slot; every state['step'] is a view
@@ -164,7 +205,7 @@ class _Plan:
         # The buffers holding the state this plan allocated (their views share their version).
         self.bases = bases if counts is None else [*bases, self.counts_tensor]
         self.hypers: dict[int, tuple] = {}  # id(group) -> (group, options, hyper, used)
-        self.quick: Optional[_Quick] = None
+        self.quick: _Quick | None = None
 
 
 _SCALARS = (int, float, bool, str, type(None))
@@ -196,8 +237,8 @@ class Optimizer(torch.optim.Optimizer):
 
     def __init_subclass__(
         cls,
-        numpy_class: Optional[type[NumpyOptimizer]] = None,
-        torch_class: Optional[type[torch.optim.Optimizer]] = None,
+        numpy_class: type[NumpyOptimizer] | None = None,
+        torch_class: type[torch.optim.Optimizer] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -221,8 +262,8 @@ class Optimizer(torch.optim.Optimizer):
                     "one native call on CPU tensors, outside autograd and CUDA graphs)"
                 )
         defaults.update(self._numpy._fixed)
-        self._numpy._validate(defaults)  # torch's messages for a bad hyper-parameter
-        self._plan: Optional[_Plan] = None
+        self._numpy._validate(_numbers(defaults))  # torch's messages for a bad hyper-parameter
+        self._plan: _Plan | None = None
         self._options = operator.itemgetter(*defaults)  # a group's options, to spot changes
         super().__init__(params, defaults)
 
@@ -236,7 +277,7 @@ class Optimizer(torch.optim.Optimizer):
         group = self.param_groups[-1]
         try:
             group.update(self._numpy._fixed)
-            self._numpy._validate(group)
+            self._numpy._validate(_numbers(group))
             gi = len(self.param_groups) - 1
             for j, p in enumerate(group["params"]):
                 self._check_param(p, _name(group, gi, j))
@@ -265,7 +306,7 @@ class Optimizer(torch.optim.Optimizer):
     # -- the step ------------------------------------------------------------------------------
 
     @_hooked
-    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient, in place, with one native call.
 
         Parameters
@@ -426,7 +467,7 @@ class Optimizer(torch.optim.Optimizer):
             except KeyError:
                 pass
         numpy_class = self._numpy
-        values = numpy_class._validate(group)
+        values = numpy_class._validate(_numbers(group))
         needed = numpy_class._arrays(None, values)
         try:
             options = self._options(group)
@@ -434,8 +475,12 @@ class Optimizer(torch.optim.Optimizer):
             options = None
         if options is not None and not _immutable(options):
             options = None
-        entry = (group, options, numpy_class._hyper_tuple(values),
-                 tuple(name in needed for name in numpy_class._state_arrays))
+        entry = (
+            group,
+            options,
+            numpy_class._hyper_tuple(values),
+            tuple(name in needed for name in numpy_class._state_arrays),
+        )
         plan.hypers[id(group)] = entry
         return entry
 
@@ -546,7 +591,7 @@ class Optimizer(torch.optim.Optimizer):
                 name = _name(group, gi, j)
                 order = self._check_param(p, name)
                 if needed is None:
-                    needed = numpy_class._arrays(None, numpy_class._validate(group))
+                    needed = numpy_class._arrays(None, numpy_class._validate(_numbers(group)))
                 slot = _Slot(p, order)
                 new = st is None and bool(counts_steps or needed)
                 if new:
@@ -646,9 +691,7 @@ class Optimizer(torch.optim.Optimizer):
         if not t.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {t.dtype}")
         if t.shape != p.shape:
-            raise ValueError(
-                f"{name} has shape {tuple(t.shape)}, its parameter {tuple(p.shape)}"
-            )
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, its parameter {tuple(p.shape)}")
         return t.detach()
 
     def _grad_view(self, g: torch.Tensor, p: torch.Tensor, order: MemoryOrder, name: str):
@@ -664,7 +707,9 @@ class Optimizer(torch.optim.Optimizer):
         if g.dtype != p.dtype:
             raise TypeError(f"{name}.grad is {g.dtype}, its parameter {p.dtype}")
         if g.shape != p.shape:
-            raise ValueError(f"{name}.grad has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}")
+            raise ValueError(
+                f"{name}.grad has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}"
+            )
         g = g.detach()
         lined = g if order is None else g.permute(order)
         if not lined.is_contiguous():

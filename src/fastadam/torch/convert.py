@@ -46,12 +46,11 @@ def to_torch_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     groups = []
     for group in state_dict["param_groups"]:
         group = dict(group)
-        if "bias_correction" in group:
-            if not group.pop("bias_correction"):
-                raise ValueError(
-                    "a parameter group has bias_correction=False, which torch.optim's Adam "
-                    "cannot do"
-                )
+        # torch's Adam always corrects the bias: the entry goes, a False one cannot be honoured
+        if "bias_correction" in group and not group.pop("bias_correction"):
+            raise ValueError(
+                "a parameter group has bias_correction=False, which torch.optim's Adam cannot do"
+            )
         group["params"] = list(group["params"])
         groups.append(group)
     state = {}

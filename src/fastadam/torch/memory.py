@@ -75,7 +75,7 @@ def grad_viewer(dtype: torch.dtype, order: MemoryOrder) -> Callable[[torch.Tenso
     return lambda g: g.permute(order).numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bfloat16() -> np.dtype:
     try:
         import ml_dtypes
@@ -91,7 +91,7 @@ def state_dtype(param_dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if param_dtype in _HALF else param_dtype
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_dtypes() -> frozenset:
     """The parameter dtypes the native entries accept, found by asking them: float32 and float64
     always; float16 and bfloat16 (with float32 state) once the build has the mixed-precision
@@ -105,8 +105,15 @@ def numpy_dtypes() -> frozenset:
             continue
         m, v = np.zeros(1, np.float32), np.zeros(1, np.float32)
         try:
-            _core.adam_step_sets([p], [g], [m], [v], [None], 1, (0.0, 0.9, 0.999, 1e-8) + (0.0,)
-                                 + (False, False, False, True))
+            _core.adam_step_sets(
+                [p],
+                [g],
+                [m],
+                [v],
+                [None],
+                1,
+                (0.0, 0.9, 0.999, 1e-8) + (0.0,) + (False, False, False, True),
+            )
         except (TypeError, ValueError):
             continue
         accepted.add(dtype)

@@ -32,7 +32,8 @@ class Adam(Optimizer, numpy_class=_optim.Adam, torch_class=torch.optim.Adam):
 class AdamW(Optimizer, numpy_class=_optim.AdamW, torch_class=torch.optim.AdamW):
     __doc__ = (
         "``torch.optim.AdamW`` (decoupled weight decay) for CPU tensors, stepped by fastadam's "
-        "fused native kernel.\n\n" + _SWAP.format(name="AdamW")
+        "fused native kernel.\n\n"
+        + _SWAP.format(name="AdamW")
         + " Extra keyword: ``bias_correction`` (default True)."
     )
 
@@ -60,7 +61,7 @@ def generated(numpy_class: type[_optim.Optimizer]) -> type[Optimizer]:
     name = numpy_class.__name__
     torch_class = getattr(torch.optim, name, None)
     if not (isinstance(torch_class, type) and issubclass(torch_class, torch.optim.Optimizer)):
-        raise ValueError(f"torch.optim has no optimizer named {name}")
+        raise ValueError(f"torch.optim has no optimizer named {name}")  # noqa: TRY004
     doc = (
         f"``torch.optim.{name}`` for CPU tensors, stepped by fastadam's native kernel "
         f"(``fastadam.optim.{name}``).\n\n" + _SWAP.format(name=name)
