@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 namespace fastadam::python {
@@ -38,12 +39,29 @@ std::string ArgName::str() const {
 
 namespace {
 
-// The two accepted dtypes, looked up once and kept for the life of the process (a static
+// The accepted dtypes, looked up once and kept for the life of the process (a static
 // py::object would be released after the interpreter is gone).
 const py::dtype& dtype_of(Dtype d) {
     static const auto* f32 = new py::dtype(py::dtype::of<float>());
     static const auto* f64 = new py::dtype(py::dtype::of<double>());
-    return d == Dtype::float32 ? *f32 : *f64;
+    static const auto* f16 = new py::dtype("float16");
+    switch (d) {
+        case Dtype::float32: return *f32;
+        case Dtype::float64: return *f64;
+        default: return *f16;
+    }
+}
+
+// ml_dtypes' bfloat16 is a NumPy user dtype (kind 'V', 2 bytes, named "bfloat16") with a type
+// number assigned when ml_dtypes is imported. It is recognised without importing ml_dtypes: the
+// first 2-byte 'V' dtype named so gives its number, compared from then on.
+bool is_bfloat16(const py::dtype& dtype) {
+    static int number = -1;
+    if (number >= 0) return dtype.num() == number;
+    if (dtype.kind() != 'V' || dtype.itemsize() != 2) return false;
+    if (py::str(dtype.attr("name")).cast<std::string>() != "bfloat16") return false;
+    number = dtype.num();
+    return true;
 }
 
 bool same_shape(const py::array& a, const py::array& b) {
@@ -52,27 +70,49 @@ bool same_shape(const py::array& a, const py::array& b) {
 
 }  // namespace
 
+const char* dtype_name(Dtype d) {
+    switch (d) {
+        case Dtype::float32: return "float32";
+        case Dtype::float64: return "float64";
+        case Dtype::float16: return "float16";
+        case Dtype::bfloat16: return "bfloat16";
+    }
+    return "?";
+}
+
+namespace {
+std::optional<Dtype> dtype_enum(const py::dtype& dtype) {
+    for (Dtype d : {Dtype::float32, Dtype::float64, Dtype::float16})
+        if (dtype.equal(dtype_of(d))) return d;
+    if (is_bfloat16(dtype)) return Dtype::bfloat16;
+    return std::nullopt;
+}
+}  // namespace
+
 Dtype param_dtype(const py::handle& obj, const ArgName& name) {
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
     const auto dtype = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dtype.equal(dtype_of(Dtype::float32))) return Dtype::float32;
-    if (dtype.equal(dtype_of(Dtype::float64))) return Dtype::float64;
-    throw py::type_error(name.str() + " must be float32 or float64 (native byte order), got " +
-                         py::str(dtype).cast<std::string>());
+    if (const auto d = dtype_enum(dtype)) return *d;
+    throw py::type_error(name.str() +
+                         " must be float32, float64, float16 or bfloat16 (native byte order), "
+                         "got " + py::str(dtype).cast<std::string>());
 }
 
 py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
-                      const py::array& param) {
+                      const py::array& param, Dtype param_dtype) {
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
     auto a = py::reinterpret_borrow<py::array>(obj);
-    const py::dtype& expected = dtype_of(dtype);
-    if (!a.dtype().equal(expected))
-        throw py::type_error(name.str() + " must have dtype " +
-                             py::str(expected).cast<std::string>() + " like the parameter, got " +
-                             py::str(a.dtype()).cast<std::string>() +
-                             " (arrays are never converted: an update applied to a copy is lost)");
+    const auto got = dtype_enum(a.dtype());
+    if (got != dtype)
+        throw py::type_error(
+            name.str() + " must have dtype " + dtype_name(dtype) +
+            (dtype == param_dtype ? std::string(" like the parameter")
+                                  : std::string(" (the state of a ") + dtype_name(param_dtype) +
+                                        " parameter)") +
+            ", got " + py::str(a.dtype()).cast<std::string>() +
+            " (arrays are never converted: an update applied to a copy is lost)");
     if (!same_shape(a, param))
         throw py::value_error(name.str() + " must have the parameter's shape " +
                               shape_text(shape_of(param)) + ", got " + shape_text(shape_of(a)));

@@ -16,7 +16,14 @@ namespace fastadam::python {
 
 namespace py = pybind11;
 
-enum class Dtype { float32, float64 };
+// Parameter dtypes; float16 and bfloat16 parameters keep float32 state.
+enum class Dtype { float32, float64, float16, bfloat16 };
+
+inline Dtype state_dtype(Dtype d) {
+    return d == Dtype::float16 || d == Dtype::bfloat16 ? Dtype::float32 : d;
+}
+inline bool is_16bit(Dtype d) { return d == Dtype::float16 || d == Dtype::bfloat16; }
+const char* dtype_name(Dtype d);
 
 // An argument's name as the user wrote it ("exp_avg", "grads[3]"), spelled out only for an
 // error message: a step that passes validation builds no strings.
@@ -37,11 +44,13 @@ struct ArrayView {
 };
 
 // Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param`,
-// writable when `written`; raises TypeError/ValueError naming it otherwise.
+// writable when `written`; raises TypeError/ValueError naming it otherwise. `param_dtype` is the
+// parameter's, named in the message when `dtype` is its state dtype.
 py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
-                      const py::array& param);
+                      const py::array& param, Dtype param_dtype);
 
-// The dtype of a parameter array (float32 or float64); TypeError otherwise.
+// The dtype of a parameter array (float32, float64, float16, or ml_dtypes' bfloat16); TypeError
+// otherwise.
 Dtype param_dtype(const py::handle& obj, const ArgName& name);
 
 // Raises ValueError if any written array shares memory with any other array.

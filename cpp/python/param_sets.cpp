@@ -1,5 +1,7 @@
 #include "param_sets.hpp"
 
+#include <cmath>
+
 namespace fastadam::python {
 
 std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi) {
@@ -24,17 +26,91 @@ CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
         const auto param = py::reinterpret_borrow<py::array>(sets[i][0]);
         for (std::size_t r = 0; r < roles.size(); ++r) {
             const ArgName name{roles[r].single, roles[r].plural, i, multi};
-            if (roles[r].optional && sets[i][r].is_none()) {
+            if (roles[r].optional && (!sets[i][r] || sets[i][r].is_none())) {  // null: not given
                 out.views.push_back({py::reinterpret_steal<py::array>(py::handle()), name,
                                      roles[r].written, false});
                 continue;
             }
-            py::array a = check_array(sets[i][r], name, roles[r].written, d, param);
+            if (roles[r].master && !is_16bit(d))
+                throw py::value_error(name.str() + " must be None: master copies are for float16 "
+                                      "and bfloat16 parameters, " + param_name.str() + " is " +
+                                      dtype_name(d));
+            py::array a = check_array(sets[i][r], name, roles[r].written,
+                                      roles[r].state ? state_dtype(d) : d, param, d);
             out.views.push_back({std::move(a), name, roles[r].written});
         }
     }
     check_no_overlap(out.views);
     return out;
+}
+
+namespace {
+double finite_positive(double x, const char* what) {
+    if (!(std::isfinite(x) && x > 0.0))
+        throw py::value_error(std::string(what) + " must be a finite number > 0, got " +
+                              py::str(py::float_(x)).cast<std::string>());
+    return x;
+}
+}  // namespace
+
+StepOptions step_options(double grad_scale, const py::handle& max_grad_norm, bool skip_nonfinite,
+                         bool stochastic_rounding, const py::handle& seed) {
+    StepOptions o;
+    o.policy.grad_scale = finite_positive(grad_scale, "grad_scale");
+    if (!max_grad_norm.is_none()) {
+        const double c = PyFloat_AsDouble(max_grad_norm.ptr());
+        if (c == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            throw py::type_error("max_grad_norm must be a number or None");
+        }
+        o.policy.max_grad_norm = finite_positive(c, "max_grad_norm");
+    }
+    o.policy.skip_nonfinite = skip_nonfinite;
+    o.stochastic_rounding = stochastic_rounding;
+    if (!PyIndex_Check(seed.ptr()) || py::isinstance<py::bool_>(seed))
+        throw py::type_error("seed must be an int");
+    // Any int: its low 64 bits (two's complement) key the stream.
+    o.seed = PyLong_AsUnsignedLongLongMask(py::reinterpret_steal<py::object>(
+                                               PyNumber_Index(seed.ptr())).ptr());
+    return o;
+}
+
+StepOptions step_options(const py::handle& options) {
+    if (options.is_none()) return {};
+    if (!py::isinstance<py::tuple>(options) || py::len(options) != 5)
+        throw py::type_error("options must be None or a tuple (grad_scale, max_grad_norm, "
+                             "skip_nonfinite, stochastic_rounding, seed)");
+    const auto t = py::reinterpret_borrow<py::tuple>(options);
+    const double scale = PyFloat_AsDouble(t[0].ptr());
+    if (scale == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::type_error("grad_scale must be a number");
+    }
+    return step_options(scale, t[1], PyObject_IsTrue(t[2].ptr()) == 1,
+                        PyObject_IsTrue(t[3].ptr()) == 1, t[4]);
+}
+
+void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role) {
+    for (std::size_t i = 0; i < sets.count(); ++i) {
+        const ArrayView& param = sets.views[i * sets.roles];
+        if (sets.dtypes[i] == Dtype::float16)
+            throw py::value_error("stochastic_rounding is for bfloat16 parameters; " +
+                                  param.name.str() + " is float16");
+        if (master_role < sets.roles && sets.views[i * sets.roles + master_role].present)
+            throw py::value_error("stochastic_rounding and a master copy (" +
+                                  sets.views[i * sets.roles + master_role].name.str() +
+                                  ") exclude each other: the master copy keeps the precision");
+    }
+}
+
+py::object step_report(bool skipped, const GradDecision* decision) {
+    // The class and the plain report are looked up once and kept for the life of the process.
+    static PyObject* cls =
+        py::object(py::module_::import("fastadam.scaling").attr("StepReport")).release().ptr();
+    static PyObject* plain = PyObject_CallFunction(cls, "OO", Py_False, Py_None);
+    if (decision == nullptr && !skipped) return py::reinterpret_borrow<py::object>(plain);
+    return py::reinterpret_borrow<py::object>(cls)(
+        py::bool_(skipped), decision ? py::object(py::float_(decision->grad_norm)) : py::none());
 }
 
 std::vector<py::object> as_list(const py::handle& obj, const char* name) {

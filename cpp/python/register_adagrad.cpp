@@ -10,30 +10,36 @@ namespace {
 
 const std::vector<Role> kAdagradRoles = {{"param", "params", true},
                                          {"grad", "grads", false},
-                                         {"state_sum", "state_sums", true}};
+                                         {"state_sum", "state_sums", true, false, true},
+                                         {"master", "masters", true, true, true, true}};
+constexpr std::size_t kMasterRole = 3;
 
-// Runs validated sets (either dtype), each with its own hyper-parameters and step.
-void launch(const CheckedSets& sets, const std::vector<AdagradHyper>& hypers,
-            const std::vector<std::int64_t>& steps) {
+// Runs validated sets (any dtypes), each with its own hyper-parameters and step.
+py::object launch(const CheckedSets& sets, const std::vector<AdagradHyper>& hypers,
+                  const std::vector<std::int64_t>& steps, const StepOptions& options) {
     const auto make = [&](auto zero, std::size_t i) {
-        using T = decltype(zero);
-        AdagradTensor<T> t;
-        t.param = sets.data<T>(i, 0);
-        t.grad = sets.data<T>(i, 1);
-        t.state_sum = sets.data<T>(i, 2);
+        using P = decltype(zero);
+        AdagradTensor<P> t;
+        t.param = sets.data<P>(i, 0);
+        t.grad = sets.data<P>(i, 1);
+        t.state_sum = sets.data<state_of_t<P>>(i, 2);
         t.size = sets.size(i);
         t.scalars = make_scalars(hypers[i], steps[i]);
+        set_param_options(t, sets, i, kMasterRole, options, steps[i]);
         return t;
     };
-    launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { adagrad_step(t, n); });
+    return launch_step(sets, options, kMasterRole, make,
+                       [](const auto* t, std::size_t n) { adagrad_step(t, n); });
 }
 
-// Validates the hyper-parameters (one per set), steps and every array, then runs.
-void run(const std::vector<std::vector<py::handle>>& sets, const std::vector<AdagradHyper>& hypers,
-         const std::vector<std::int64_t>& steps, bool multi, bool mixed_dtypes = false) {
+// Validates the hyper-parameters (one per set), steps and every array, then runs. Each set is
+// (param, grad, state_sum, master or None).
+py::object run(const std::vector<std::vector<py::handle>>& sets,
+               const std::vector<AdagradHyper>& hypers, const std::vector<std::int64_t>& steps,
+               bool multi, const StepOptions& options, bool mixed_dtypes = false) {
     for (std::size_t i = 0; i < steps.size(); ++i)
         check_step(steps[i], ArgName{"step", "steps", i, multi});
-    launch(check_sets(sets, kAdagradRoles, multi, mixed_dtypes), hypers, steps);
+    return launch(check_sets(sets, kAdagradRoles, multi, mixed_dtypes), hypers, steps, options);
 }
 
 AdagradHyper make_hyper(double lr, double lr_decay, double weight_decay, double eps,
@@ -49,12 +55,15 @@ AdagradHyper make_hyper(double lr, double lr_decay, double weight_decay, double 
 
 // The optimizer classes' entry, as adam_step_sets: every set of every group and dtype in one
 // call, all arguments positional.
-void adagrad_step_sets(py::object params, py::object grads, py::object state_sums,
-                       py::object steps, py::object hypers) {
+py::object adagrad_step_sets(py::object params, py::object grads, py::object state_sums,
+                             py::object steps, py::object hypers, py::object masters,
+                             py::object options) {
     const auto p = as_list(params, "params");
     const std::size_t n = p.size();
     const auto g = as_list(grads, "grads", n);
     const auto s = as_list(state_sums, "state_sums", n);
+    const auto ms = masters.is_none() ? std::vector<py::object>(n) : as_list(masters, "masters", n);
+    const StepOptions opts = step_options(options);
     const auto hyper_list =
         hypers_per_set<AdagradHyper>(hypers, n, [](py::handle obj, std::size_t i) {
             const py::tuple t =
@@ -66,8 +75,9 @@ void adagrad_step_sets(py::object params, py::object grads, py::object state_sum
             return h;
         });
     std::vector<std::vector<py::handle>> sets(n);
-    for (std::size_t i = 0; i < n; ++i) sets[i] = {p[i], g[i], s[i]};
-    run(sets, hyper_list, int_per_set(steps, "steps", n), true, /*mixed_dtypes=*/true);
+    for (std::size_t i = 0; i < n; ++i) sets[i] = {p[i], g[i], s[i], ms[i]};
+    return run(sets, hyper_list, int_per_set(steps, "steps", n), true, opts,
+               /*mixed_dtypes=*/true);
 }
 
 }  // namespace
@@ -77,39 +87,58 @@ void register_adagrad(py::module_& m) {
     m.def(
         "adagrad_step",
         [](py::object param, py::object grad, py::object state_sum, py::object step, double lr,
-           double lr_decay, double weight_decay, double eps, bool maximize) {
+           double lr_decay, double weight_decay, double eps, bool maximize, py::object master,
+           double grad_scale, py::object max_grad_norm, bool skip_nonfinite,
+           bool stochastic_rounding, py::object seed) {
             const AdagradHyper h = make_hyper(lr, lr_decay, weight_decay, eps, maximize);
             check_hyper(h);
-            run({{param, grad, state_sum}}, {h}, int_per_set(step, "step", 1), false);
+            const StepOptions o = step_options(grad_scale, max_grad_norm, skip_nonfinite,
+                                               stochastic_rounding, seed);
+            return run({{param, grad, state_sum, master}}, {h}, int_per_set(step, "step", 1),
+                       false, o);
         },
         "param"_a, "grad"_a, "state_sum"_a, py::kw_only(), "step"_a, "lr"_a = 1e-2,
         "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10, "maximize"_a = false,
+        "master"_a = py::none(), "grad_scale"_a = 1.0, "max_grad_norm"_a = py::none(),
+        "skip_nonfinite"_a = false, "stochastic_rounding"_a = false, "seed"_a = 0,
         R"doc(One Adagrad update of one parameter set, in place (torch.optim.Adagrad semantics).
 
 state_sum is the running sum of squared gradients (start it at initial_accumulator_value).
-step is the 1-based step count after incrementing. Validation as for adam_step.
+step is the 1-based step count after incrementing. Dtypes, master, grad_scale,
+max_grad_norm, skip_nonfinite, stochastic_rounding and seed as for adam_step; returns a
+StepReport. Validation as for adam_step.
 )doc");
     m.def(
         "adagrad_step_multi",
         [](py::object params, py::object grads, py::object state_sums, py::object steps,
-           double lr, double lr_decay, double weight_decay, double eps, bool maximize) {
+           double lr, double lr_decay, double weight_decay, double eps, bool maximize,
+           py::object masters, double grad_scale, py::object max_grad_norm, bool skip_nonfinite,
+           bool stochastic_rounding, py::object seed) {
             const auto p = as_list(params, "params");
             const auto g = as_list(grads, "grads", p.size());
             const auto s = as_list(state_sums, "state_sums", p.size());
+            const auto ms = masters.is_none() ? std::vector<py::object>(p.size())
+                                              : as_list(masters, "masters", p.size());
             std::vector<std::vector<py::handle>> sets(p.size());
-            for (std::size_t i = 0; i < p.size(); ++i) sets[i] = {p[i], g[i], s[i]};
+            for (std::size_t i = 0; i < p.size(); ++i) sets[i] = {p[i], g[i], s[i], ms[i]};
             const AdagradHyper h = make_hyper(lr, lr_decay, weight_decay, eps, maximize);
             check_hyper(h);
-            run(sets, std::vector<AdagradHyper>(p.size(), h), int_per_set(steps, "steps", p.size()),
-                true);
+            const StepOptions o = step_options(grad_scale, max_grad_norm, skip_nonfinite,
+                                               stochastic_rounding, seed);
+            return run(sets, std::vector<AdagradHyper>(p.size(), h),
+                       int_per_set(steps, "steps", p.size()), true, o);
         },
         "params"_a, "grads"_a, "state_sums"_a, py::kw_only(), "steps"_a, "lr"_a = 1e-2,
         "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10, "maximize"_a = false,
+        "masters"_a = py::none(), "grad_scale"_a = 1.0, "max_grad_norm"_a = py::none(),
+        "skip_nonfinite"_a = false, "stochastic_rounding"_a = false, "seed"_a = 0,
         "Adagrad update of many parameter sets in one native call. As adagrad_step otherwise.");
     m.def("adagrad_step_sets", &adagrad_step_sets, "params"_a, "grads"_a, "state_sums"_a,
-          "steps"_a, "hypers"_a, py::pos_only(),
+          "steps"_a, "hypers"_a, "masters"_a = py::none(), "options"_a = py::none(),
+          py::pos_only(),
           "The optimizer classes' entry: all sets of all groups and dtypes in one call; hypers "
-          "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set.");
+          "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set; masters and "
+          "options as for adam_step_sets. Returns a StepReport.");
 }
 
 }  // namespace fastadam::python
