@@ -80,8 +80,22 @@ def float32_patterns(rng) -> np.ndarray:
             base = (np.uint32(e) << 23) | m | np.uint32(1 << b)
             parts += [base, base + np.uint32(1), base - np.uint32(1)]
     special = np.array(
-        [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFA00001, 0x7F7FFFFF,
-         0x477FF000, 0x477FEFFF, 0x33000000, 0x33000001, 0x387FE000, 0x387FF000],
+        [
+            0,
+            0x80000000,
+            0x7F800000,
+            0xFF800000,
+            0x7FC00000,
+            0x7F800001,
+            0xFFA00001,
+            0x7F7FFFFF,
+            0x477FF000,
+            0x477FEFFF,
+            0x33000000,
+            0x33000001,
+            0x387FE000,
+            0x387FF000,
+        ],
         np.uint32,
     )
     parts.append(special)
@@ -342,8 +356,13 @@ def test_grad_norm_is_the_same_on_every_path(rng):
     for k, dt in enumerate(dtypes * 2):
         n = int(rng.integers(1, 90_000)) if k else 17
         p = rng.standard_normal(n).astype(dt)
-        sets.append((p, rng.standard_normal(n).astype(dt), *state(rng, n, np.dtype(dt).itemsize
-                                                                 == 8 and np.float64 or np.float32)))
+        sets.append(
+            (
+                p,
+                rng.standard_normal(n).astype(dt),
+                *state(rng, n, np.dtype(dt).itemsize == 8 and np.float64 or np.float32),
+            )
+        )
     grads = [s[1] for s in sets]
     want = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)) / 8.0
     norms = []
@@ -355,9 +374,15 @@ def test_grad_norm_is_the_same_on_every_path(rng):
                 fastadam.set_num_threads(nthreads)
                 params = [s[0].copy() for s in sets]
                 report = fastadam._core.adam_step_sets(
-                    params, grads, [s[2].copy() for s in sets], [s[3].copy() for s in sets],
-                    [None] * len(sets), 1, (1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False, True),
-                    None, (8.0, 1e9, True, False, 0),
+                    params,
+                    grads,
+                    [s[2].copy() for s in sets],
+                    [s[3].copy() for s in sets],
+                    [None] * len(sets),
+                    1,
+                    (1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False, True),
+                    None,
+                    (8.0, 1e9, True, False, 0),
                 )
                 assert not report.skipped
                 norms.append(report.grad_norm)
@@ -384,8 +409,14 @@ def test_a_nonfinite_gradient_skips_the_step(isa, dtype, bad, rng):
     sets[1][1][n - 3] = bad
     before = [[a.copy() if a is not None else None for a in s] for s in sets]
     report = fastadam.adam_step_multi(
-        [s[0] for s in sets], [s[1] for s in sets], [s[2] for s in sets], [s[3] for s in sets],
-        steps=2, masters=[s[4] for s in sets], skip_nonfinite=True, max_grad_norm=1.0,
+        [s[0] for s in sets],
+        [s[1] for s in sets],
+        [s[2] for s in sets],
+        [s[3] for s in sets],
+        steps=2,
+        masters=[s[4] for s in sets],
+        skip_nonfinite=True,
+        max_grad_norm=1.0,
         grad_scale=128.0,
     )
     assert report.skipped
@@ -395,8 +426,12 @@ def test_a_nonfinite_gradient_skips_the_step(isa, dtype, bad, rng):
             if a is not None:
                 assert np.array_equal(bits(a), bits(c))
     report = fastadam.adam_step_multi(
-        [s[0] for s in sets], [s[1] for s in sets], [s[2] for s in sets], [s[3] for s in sets],
-        steps=2, masters=[s[4] for s in sets],
+        [s[0] for s in sets],
+        [s[1] for s in sets],
+        [s[2] for s in sets],
+        [s[3] for s in sets],
+        steps=2,
+        masters=[s[4] for s in sets],
     )
     assert report == fastadam.StepReport(False, None)
     assert not np.array_equal(bits(sets[0][0]), bits(before[0][0]))
@@ -469,14 +504,150 @@ def test_bad_input_names_the_argument_and_writes_nothing(change, error, name, rn
 def test_master_only_for_16bit_parameters(rng):
     p = np.ones(8, np.float32)
     with pytest.raises(ValueError, match="master"):
-        fastadam.adam_step(p, p.copy(), np.zeros(8, np.float32), np.zeros(8, np.float32), step=1,
-                           master=np.ones(8, np.float32))
+        fastadam.adam_step(
+            p,
+            p.copy(),
+            np.zeros(8, np.float32),
+            np.zeros(8, np.float32),
+            step=1,
+            master=np.ones(8, np.float32),
+        )
 
 
 @needs_bf16
 def test_master_and_stochastic_rounding_exclude_each_other(rng):
     p = np.ones(8, BFLOAT16)
     with pytest.raises(ValueError, match="exclude"):
-        fastadam.adam_step(p, p.copy(), np.zeros(8, np.float32), np.zeros(8, np.float32), step=1,
-                           master=np.ones(8, np.float32), stochastic_rounding=True)
+        fastadam.adam_step(
+            p,
+            p.copy(),
+            np.zeros(8, np.float32),
+            np.zeros(8, np.float32),
+            step=1,
+            master=np.ones(8, np.float32),
+            stochastic_rounding=True,
+        )
     assert (p.astype(np.float32) == 1).all()
+
+
+# --- optimizer classes and the loss scaler --------------------------------------------------
+
+
+def mixed_params(rng):
+    dtypes = [np.float32, np.float16] + ([BFLOAT16] if BFLOAT16 is not None else [])
+    return [rng.standard_normal(1000 + 37 * k).astype(dt) for k, dt in enumerate(dtypes)]
+
+
+@pytest.mark.parametrize("master_weights", [False, True], ids=["direct", "master"])
+def test_adam_class_mixes_dtypes_in_one_step(master_weights, rng, tmp_path):
+    """Adam over float32, float16 and bfloat16 parameters: float32 state, master copies made at
+    the first step, results equal the functional steps, and state_dict / .npz round trips keep
+    the master copies."""
+    params = mixed_params(rng)
+    copies = [p.copy() for p in params]
+    opt = fastadam.Adam(params, lr=1e-2, master_weights=master_weights)
+    states = [
+        {
+            "m": np.zeros(p.size, np.float32 if p.dtype.itemsize <= 4 else p.dtype),
+            "v": np.zeros(p.size, np.float32),
+            "master": p.astype(np.float32) if master_weights and p.dtype.itemsize == 2 else None,
+        }
+        for p in copies
+    ]
+    for t in range(1, 4):
+        grads = [rng.standard_normal(p.size).astype(p.dtype) for p in params]
+        report = opt.step(grads)
+        assert report == fastadam.StepReport(False, None)
+        for p, g, s in zip(copies, grads, states):
+            fastadam.adam_step(p, g, s["m"], s["v"], step=t, lr=1e-2, master=s["master"])
+    for p, c, s in zip(params, copies, states):
+        assert np.array_equal(bits(p), bits(c))
+        st = opt.state[p]
+        assert st["exp_avg"].dtype == np.float32
+        assert ("master_param" in st) == (s["master"] is not None)
+        if s["master"] is not None:
+            assert np.array_equal(st["master_param"], s["master"])
+    sd = opt.state_dict()
+    assert ("master_param" in sd["state"][1]) == master_weights
+    path = tmp_path / "opt.npz"
+    opt.save(path)
+    other = fastadam.Adam([p.copy() for p in params], lr=1e-2, master_weights=master_weights)
+    other.load(path)
+    for k, s in sd["state"].items():
+        for key, value in s.items():
+            assert np.array_equal(np.asarray(other.state_dict()["state"][k][key]), value)
+
+
+@pytest.mark.parametrize("cls", [fastadam.Adam, fastadam.SGD, fastadam.Adagrad])
+def test_class_skips_nonfinite_steps_and_changes_nothing(cls, rng):
+    """skip_nonfinite: the report says skipped, and parameters, state, master copies and step
+    counts are byte-identical, on the first step (no state is created) and on the cached path."""
+    params = mixed_params(rng)
+    extra = {"momentum": 0.9} if cls is fastadam.SGD else {}
+    opt = cls(params, lr=1e-2, skip_nonfinite=True, master_weights=True, **extra)
+    bad = [rng.standard_normal(p.size).astype(p.dtype) for p in params]
+    bad[-1][5] = np.nan
+    before = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    report = opt.step(bad)
+    assert report.skipped and np.isnan(report.grad_norm)
+    assert all(np.array_equal(bits(p), bits(b)) for p, b in zip(params, before))
+    assert len(opt.state_dict()["state"]) == len(before_state["state"])
+    for _ in range(3):
+        good = [rng.standard_normal(p.size).astype(p.dtype) for p in params]
+        report = opt.step(good)
+        assert not report.skipped and np.isfinite(report.grad_norm)
+    sd = opt.state_dict()
+    snapshot = [p.copy() for p in params]
+    report = opt.step(bad)  # the cached path
+    assert report.skipped
+    assert all(np.array_equal(bits(p), bits(b)) for p, b in zip(params, snapshot))
+    after = opt.state_dict()
+    for k, s in sd["state"].items():
+        for key, value in s.items():
+            assert np.array_equal(np.asarray(after["state"][k][key]), np.asarray(value)), key
+
+
+def test_class_grad_scale_and_clipping_match_the_functional_step(rng):
+    params = mixed_params(rng)
+    copies = [p.copy() for p in params]
+    opt = fastadam.Adam(params, lr=1e-2, max_grad_norm=0.5)
+    grads = [(rng.standard_normal(p.size) * 256).astype(p.dtype) for p in params]
+    ms = [np.zeros(p.size, np.float32) for p in params]
+    vs = [np.zeros(p.size, np.float32) for p in params]
+    report = opt.step(grads, grad_scale=256.0)
+    want = fastadam._core.adam_step_sets(
+        copies,
+        grads,
+        ms,
+        vs,
+        [None] * len(params),
+        1,
+        (1e-2, 0.9, 0.999, 1e-8, 0.0, False, False, False, True),
+        None,
+        (256.0, 0.5, False, False, 0),
+    )
+    assert report == want
+    for p, c in zip(params, copies):
+        assert np.array_equal(bits(p), bits(c))
+    with pytest.raises(ValueError, match="grad_scale"):
+        opt.step(grads, grad_scale=0.0)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        fastadam.Adam(params, max_grad_norm=0.0)
+    with pytest.raises(ValueError, match="exclude"):
+        fastadam.Adam(params, master_weights=True, stochastic_rounding=True)
+
+
+def test_dynamic_loss_scaler_backs_off_and_grows():
+    scaler = fastadam.DynamicLossScaler(init_scale=1024.0, growth_interval=3)
+    assert scaler.update(fastadam.StepReport(True, float("inf")))
+    assert scaler.scale == 512.0 and scaler.skipped_steps == 1
+    for _ in range(2):
+        assert not scaler.update(fastadam.StepReport(False, 1.0))
+    assert scaler.update(fastadam.StepReport(False, 1.0))
+    assert scaler.scale == 1024.0
+    restored = fastadam.DynamicLossScaler()
+    restored.load_state_dict(scaler.state_dict())
+    assert restored.state_dict() == scaler.state_dict()
+    with pytest.raises(ValueError, match="backoff_factor"):
+        fastadam.DynamicLossScaler(backoff_factor=1.5)

@@ -55,7 +55,9 @@ py::object run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper
     check_hyper(hyper);
     for (std::size_t i = 0; i < steps.size(); ++i)
         check_step(steps[i], ArgName{"step", "steps", i, multi});
-    const CheckedSets checked = check_sets(sets, kAdamRoles, multi);
+    std::vector<Role> roles = kAdamRoles;
+    roles[4].optional = !hyper.amsgrad;  // with amsgrad every set needs its array
+    const CheckedSets checked = check_sets(sets, roles, multi);
     return launch(checked, std::vector<AdamHyper>(sets.size(), hyper), steps, options, kernel);
 }
 

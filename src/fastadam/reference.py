@@ -30,9 +30,9 @@ from .scaling import StepReport
 __all__ = [
     "adagrad_step",
     "adagrad_step_multi",
-    "grad_report",
     "adam_step",
     "adam_step_multi",
+    "grad_report",
     "sgd_step",
     "sgd_step_multi",
 ]
@@ -63,19 +63,44 @@ def adam_step(
 ) -> StepReport:
     """One Adam/AdamW update in place, in NumPy. Same arguments as ``fastadam.adam_step``."""
     return adam_step_multi(
-        [param], [grad], [exp_avg], [exp_avg_sq], steps=step, lr=lr, betas=betas, eps=eps,
-        weight_decay=weight_decay, amsgrad=amsgrad,
+        [param],
+        [grad],
+        [exp_avg],
+        [exp_avg_sq],
+        steps=step,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
         max_exp_avg_sqs=None if max_exp_avg_sq is None else [max_exp_avg_sq],
-        maximize=maximize, decoupled=decoupled, bias_correction=bias_correction,
-        masters=None if master is None else [master], grad_scale=grad_scale,
-        max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite,
-        stochastic_rounding=stochastic_rounding, seed=seed,
+        maximize=maximize,
+        decoupled=decoupled,
+        bias_correction=bias_correction,
+        masters=None if master is None else [master],
+        grad_scale=grad_scale,
+        max_grad_norm=max_grad_norm,
+        skip_nonfinite=skip_nonfinite,
+        stochastic_rounding=stochastic_rounding,
+        seed=seed,
     )
 
 
 def _adam_math(
-    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
-    eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False, decoupled=False,
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled=False,
     bias_correction=True,
 ) -> None:
     """The Adam update of DESIGN.md in the dtype of ``exp_avg``, in place on every array."""
@@ -113,8 +138,19 @@ def _adam_math(
 
 
 def adam_step_multi(
-    params, grads, exp_avgs, exp_avg_sqs, *, steps, max_exp_avg_sqs=None, masters=None,
-    grad_scale=1.0, max_grad_norm=None, skip_nonfinite=False, stochastic_rounding=False, seed=0,
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    steps,
+    max_exp_avg_sqs=None,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
     **hyper,
 ) -> StepReport:
     """``adam_step`` over aligned lists, one set after another, after one look at all the
@@ -137,7 +173,9 @@ def adam_step_multi(
 
 
 def grad_report(
-    grads, grad_scale: float = 1.0, max_grad_norm: float | None = None,
+    grads,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
     skip_nonfinite: bool = False,
 ) -> tuple[StepReport, float]:
     """The look at all gradients of a step: its report and the gradient multiplier
@@ -210,15 +248,32 @@ def sgd_step(
     does for a parameter that has no buffer yet.
     """
     return sgd_step_multi(
-        [param], [grad], None if momentum_buffer is None else [momentum_buffer],
-        first_steps=first_step, lr=lr, momentum=momentum, dampening=dampening,
-        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, **_one_set(mixed),
+        [param],
+        [grad],
+        None if momentum_buffer is None else [momentum_buffer],
+        first_steps=first_step,
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+        **_one_set(mixed),
     )
 
 
 def _sgd_math(
-    param, grad, momentum_buffer, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-    nesterov=False, maximize=False, first_step=False,
+    param,
+    grad,
+    momentum_buffer,
+    *,
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    first_step=False,
 ) -> None:
     if (momentum != 0.0) != (momentum_buffer is not None):
         raise ValueError("momentum_buffer is required exactly when momentum != 0")
@@ -238,8 +293,18 @@ def _sgd_math(
 
 
 def sgd_step_multi(
-    params, grads, momentum_buffers=None, *, first_steps=False, masters=None, grad_scale=1.0,
-    max_grad_norm=None, skip_nonfinite=False, stochastic_rounding=False, seed=0, step=1,
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    first_steps=False,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
+    step=1,
     **hyper,
 ) -> StepReport:
     """``sgd_step`` over aligned lists, one set after another (``step`` only keys stochastic
@@ -272,13 +337,29 @@ def adagrad_step(
 ) -> StepReport:
     """One Adagrad update in place, in NumPy. Same arguments as ``fastadam.adagrad_step``."""
     return adagrad_step_multi(
-        [param], [grad], [state_sum], steps=step, lr=lr, lr_decay=lr_decay,
-        weight_decay=weight_decay, eps=eps, maximize=maximize, **_one_set(mixed),
+        [param],
+        [grad],
+        [state_sum],
+        steps=step,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+        **_one_set(mixed),
     )
 
 
 def _adagrad_math(
-    param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+    param,
+    grad,
+    state_sum,
+    *,
+    step,
+    lr=1e-2,
+    lr_decay=0.0,
+    weight_decay=0.0,
+    eps=1e-10,
     maximize=False,
 ) -> None:
     dtype = param.dtype.type
@@ -296,8 +377,18 @@ def _adagrad_math(
 
 
 def adagrad_step_multi(
-    params, grads, state_sums, *, steps, masters=None, grad_scale=1.0, max_grad_norm=None,
-    skip_nonfinite=False, stochastic_rounding=False, seed=0, **hyper,
+    params,
+    grads,
+    state_sums,
+    *,
+    steps,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
+    **hyper,
 ) -> StepReport:
     """``adagrad_step`` over aligned lists, one set after another."""
     report, multiplier = grad_report(grads, grad_scale, max_grad_norm, skip_nonfinite)

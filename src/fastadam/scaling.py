@@ -9,7 +9,7 @@ Every step (``fastadam.adam_step``, ``Adam.step``, ...) returns a ``StepReport``
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 __all__ = ["DynamicLossScaler", "StepReport"]
 
@@ -20,7 +20,7 @@ class StepReport(NamedTuple):
     asked to look at them)."""
 
     skipped: bool = False
-    grad_norm: Optional[float] = None
+    grad_norm: float | None = None
 
 
 class DynamicLossScaler:
@@ -49,8 +49,8 @@ class DynamicLossScaler:
         growth_factor: float = 2.0,
         backoff_factor: float = 0.5,
         growth_interval: int = 2000,
-        min_scale: Optional[float] = None,
-        max_scale: Optional[float] = None,
+        min_scale: float | None = None,
+        max_scale: float | None = None,
     ) -> None:
         if not (math.isfinite(init_scale) and init_scale > 0):
             raise ValueError(f"init_scale must be a finite number > 0, got {init_scale}")

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ..dtypes import PARAM_DTYPES
+
+FLOAT_DTYPES = PARAM_DTYPES  # float32, float64, float16 and (with ml_dtypes) bfloat16
 # A native call refuses bad input with one of these before writing anything.
 REFUSED = (TypeError, ValueError, KeyError, IndexError)
 
@@ -25,7 +27,10 @@ def check_param(p: object, name: str) -> np.ndarray:
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(p).__name__}")
     if p.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64 (native byte order), got {p.dtype}")
+        raise TypeError(
+            f"{name} must be float32, float64, float16 or bfloat16 (native byte order), "
+            f"got {p.dtype}"
+        )
     flags = p.flags
     if not flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous: an update applied to a copy is lost")
