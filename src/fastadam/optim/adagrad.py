@@ -129,7 +129,7 @@ class Adagrad(Optimizer):
             values["maximize"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers, options):
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None):
         return _adagrad_step_sets(
             params, grads, arrays["sum"], steps, hypers, arrays["master_param"], options
         )

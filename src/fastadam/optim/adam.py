@@ -171,7 +171,7 @@ class Adam(Optimizer):
             values["bias_correction"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers, options) -> StepReport:
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None) -> StepReport:
         return _adam_step_sets(
             params,
             grads,

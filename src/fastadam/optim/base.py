@@ -332,7 +332,7 @@ class Optimizer:
         steps: list[int],
         fresh: list[bool],
         hypers: list[tuple],
-        options: tuple | None,
+        options: tuple | None = None,
     ) -> StepReport:
         """The one native call of a general step, over every parameter of every group and
         dtype: ``arrays`` maps each name of ``_state_arrays`` to one entry per parameter (None

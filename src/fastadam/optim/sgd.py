@@ -122,7 +122,7 @@ class SGD(Optimizer):
             values["maximize"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers, options):
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None):
         return _sgd_step_sets(
             params,
             grads,
