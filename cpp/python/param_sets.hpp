@@ -8,9 +8,10 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 #include "array_checks.hpp"
+#include "entry.hpp"
+#include "small_vector.hpp"
 
 namespace fastadam::python {
 
@@ -24,53 +25,60 @@ struct Role {
     bool master = false;    // a master copy: only for 16-bit parameters
 };
 
-// The arrays of all sets, checked; views[set * roles + role] (absent optional arrays included,
-// with present = false).
-struct CheckedSets {
-    Dtype dtype = Dtype::float32;  // of every set, unless mixed dtypes were allowed
-    std::vector<Dtype> dtypes;     // per set
-    std::size_t roles = 0;
-    std::vector<ArrayView> views;
+// The objects of a call's sets, set-major: `roles` per set, nullptr for an optional array left
+// out (or None). Borrowed: a Held or the caller's arguments keep them alive.
+using SetObjects = SmallVector<PyObject*, 40>;
 
-    std::size_t count() const { return roles ? views.size() / roles : 0; }
+// A list argument's items (borrowed, see list_arg).
+using Items = SmallVector<PyObject*, 8>;
+
+// The arrays of all sets, checked; arrays[set * roles + role].
+struct CheckedSets {
+    std::size_t roles = 0;
+    SmallVector<Dtype, 8> dtypes;  // per set
+    SmallVector<std::int64_t, 8> sizes;
+    SmallVector<CheckedArray, 40> arrays;
+
+    std::size_t count() const { return dtypes.size(); }
     template <class T>
     T* data(std::size_t set, std::size_t role) const {
-        const ArrayView& v = views[set * roles + role];
-        return v.present ? static_cast<T*>(const_cast<void*>(v.array.data())) : nullptr;
+        return static_cast<T*>(arrays[set * roles + role].data);
     }
-    std::int64_t size(std::size_t set) const { return views[set * roles].array.size(); }
+    std::int64_t size(std::size_t set) const { return sizes[set]; }
 };
 
 // Role 0 must be the parameter: its dtype and shape are what the other roles must match. All
 // sets share one dtype unless mixed_dtypes is set.
-CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
-                       const std::vector<Role>& roles, bool multi, bool mixed_dtypes = false);
+CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t role_count,
+                       bool multi, bool mixed_dtypes = false);
 
-// `obj` as a list (a list or tuple; not a string or an array), optionally of a given length.
-std::vector<py::object> as_list(const py::handle& obj, const char* name);
-std::vector<py::object> as_list(const py::handle& obj, const char* name, std::size_t size);
+// The items of a list or tuple (or another sequence; never a str, bytes or array), each held
+// in `held` so that the caller may use them as borrowed references until it returns;
+// TypeError/ValueError naming `name`, optionally for a wrong length.
+Items list_arg(PyObject* obj, const char* name, Held& held);
+Items list_arg(PyObject* obj, const char* name, std::size_t size, Held& held);
 
-// An int, or a list of `size` ints (one per set); TypeError/ValueError naming `name`.
-std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size);
+// An int for every set, or a list of `size` ints (one per set); TypeError/ValueError naming
+// `name` (or `name[i]`).
+SmallVector<std::int64_t, 8> int_per_set(PyObject* obj, const char* name, std::size_t size,
+                                         Held& held);
 
 // The same for bools.
-std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::size_t size);
-
-// The name of argument `single`/`plural` for set i, as the user wrote it.
-std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi);
+SmallVector<bool, 8> bool_per_set(PyObject* obj, const char* name, std::size_t size, Held& held);
 
 // Hyper-parameters per set from `obj`: one tuple for every set, or a list of `size` tuples.
 // Sets of one optimizer group share one tuple object, which `parse(tuple, index)` reads once.
 template <class Hyper, class Parse>
-std::vector<Hyper> hypers_per_set(const py::handle& obj, std::size_t size, const Parse& parse) {
-    const bool one = py::isinstance<py::tuple>(obj);
-    const auto objects = one ? std::vector<py::object>() : as_list(obj, "hypers", size);
-    std::vector<Hyper> out(size);
+SmallVector<Hyper, 8> hypers_per_set(PyObject* obj, std::size_t size, Held& held,
+                                     const Parse& parse) {
+    const bool one = PyTuple_Check(obj);
+    const Items objects = one ? Items() : list_arg(obj, "hypers", size, held);
+    SmallVector<Hyper, 8> out(size, Hyper{});
     PyObject* previous = nullptr;
     for (std::size_t i = 0; i < size; ++i) {
-        const py::handle h = one ? obj : objects[i];
-        out[i] = h.ptr() == previous ? out[i - 1] : parse(h, i);
-        previous = h.ptr();
+        PyObject* h = one ? obj : objects[i];
+        out[i] = h == previous ? out[i - 1] : parse(h, i);
+        previous = h;
     }
     return out;
 }
@@ -84,16 +92,19 @@ struct StepOptions {
     std::uint64_t seed = 0;
 };
 
-// Validated: grad_scale finite and > 0, max_grad_norm None or finite and > 0.
-StepOptions step_options(double grad_scale, const py::handle& max_grad_norm, bool skip_nonfinite,
-                         bool stochastic_rounding, const py::handle& seed);
-// From (grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed), or None.
-StepOptions step_options(const py::handle& options);
+// Validated: grad_scale finite and > 0, max_grad_norm None or finite and > 0; null arguments
+// (left out) take the defaults.
+StepOptions step_options(PyObject* grad_scale, PyObject* max_grad_norm, PyObject* skip_nonfinite,
+                         PyObject* stochastic_rounding, PyObject* seed);
+// From (grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed), or None/null.
+StepOptions step_options(PyObject* options);
 
 // ValueError unless stochastic rounding can apply: no float16 parameter, no master copy.
-void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role);
+void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role,
+                               const Role* roles, bool multi);
 
-// The report a step returns (fastadam.scaling.StepReport).
+// The report a step returns (fastadam.scaling.StepReport); `decision` null when the step did not
+// look at its gradients.
 py::object step_report(bool skipped, const GradDecision* decision);
 
 // Sets a kernel tensor's master pointer (role `master_role`, when present) and stochastic
@@ -114,64 +125,68 @@ void set_param_options(Tensor& t, const CheckedSets& sets, std::size_t i, std::s
 // Runs checked sets of any dtypes as one step: first, when the options ask for it, one pass over
 // every gradient (role 1) of every set (nothing is written if the step is skipped); then
 // make(P{}, i) builds set i's kernel tensor of parameter type P, its gradient multiplier is
-// set, and run(tensors, count) is called once per dtype present, without the GIL. Returns the
-// step's report.
+// set, and run(tensors, count) is called once per dtype present, without the GIL. A call that
+// needs several kernels starts the thread pool first, so that nothing is written unless all
+// run. Returns the step's report.
 template <class Make, class Run>
-py::object launch_step(const CheckedSets& sets, const StepOptions& options,
-                       std::size_t master_role, const Make& make, const Run& run) {
+py::object launch_step(const CheckedSets& sets, const StepOptions& options, const Make& make,
+                       const Run& run) {
     const std::size_t n = sets.count();
-    if (options.stochastic_rounding) check_stochastic_rounding(sets, master_role);
     double multiplier = 1.0 / options.policy.grad_scale;
     GradDecision decision;
     const bool look = needs_grad_stats(options.policy);
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += sets.size(i);
     if (look) {
-        std::vector<GradSpan> spans(n);
+        if (total >= kParallelThreshold) start_threads();
+        SmallVector<GradSpan, 8> spans;
         for (std::size_t i = 0; i < n; ++i) {
             static constexpr ElementType types[] = {ElementType::float32, ElementType::float64,
                                                     ElementType::float16, ElementType::bfloat16};
-            spans[i] = {sets.data<const void>(i, 1), types[static_cast<int>(sets.dtypes[i])],
-                        sets.size(i)};
+            spans.push_back({sets.data<const void>(i, 1),
+                             types[static_cast<int>(sets.dtypes[i])], sets.size(i)});
         }
         GradStats stats;
-        {
-            py::gil_scoped_release release;  // reads raw buffers that `sets` keeps alive
-            stats = grad_stats(spans.data(), spans.size());
-        }
+        without_gil([&] { stats = grad_stats(spans.data(), spans.size()); });
         decision = decide(options.policy, stats);
         if (decision.skip) return step_report(true, &decision);
         multiplier = decision.grad_multiplier;
     }
-    auto tensors_of = [&](auto zero, Dtype wanted) {
-        std::vector<decltype(make(zero, std::size_t{0}))> out;
-        for (std::size_t i = 0; i < n; ++i)
-            if (sets.dtypes[i] == wanted) {
-                out.push_back(make(zero, i));
-                out.back().grad_multiplier = multiplier;
-            }
-        return out;
+    SmallVector<decltype(make(0.0f, std::size_t{0})), 4> f32;
+    SmallVector<decltype(make(0.0, std::size_t{0})), 4> f64;
+    SmallVector<decltype(make(Half{}, std::size_t{0})), 4> f16;
+    SmallVector<decltype(make(BFloat16{}, std::size_t{0})), 4> bf16;
+    auto add = [&](auto& list, auto zero, std::size_t i) {
+        list.push_back(make(zero, i));
+        list[list.size() - 1].grad_multiplier = multiplier;
     };
-    const auto f32 = tensors_of(0.0f, Dtype::float32);
-    const auto f64 = tensors_of(0.0, Dtype::float64);
-    const auto f16 = tensors_of(Half{}, Dtype::float16);
-    const auto bf16 = tensors_of(BFloat16{}, Dtype::bfloat16);
-    {
-        // Safe without the GIL: the kernels touch only raw buffers, and `sets` holds a
-        // reference to every array until they return.
-        py::gil_scoped_release release;
+    for (std::size_t i = 0; i < n; ++i) {
+        switch (sets.dtypes[i]) {
+            case Dtype::float32: add(f32, 0.0f, i); break;
+            case Dtype::float64: add(f64, 0.0, i); break;
+            case Dtype::float16: add(f16, Half{}, i); break;
+            case Dtype::bfloat16: add(bf16, BFloat16{}, i); break;
+        }
+    }
+    // The pool is the one thing a kernel can fail to get (threads refused): the first dtype's
+    // update must not be written when another cannot run.
+    const int kinds = !f32.empty() + !f64.empty() + !f16.empty() + !bf16.empty();
+    if (kinds > 1 && total >= kParallelThreshold) start_threads();
+    // The kernels touch only raw buffers, which the caller keeps alive until they return.
+    without_gil([&] {
         if (!f32.empty()) run(f32.data(), f32.size());
         if (!f64.empty()) run(f64.data(), f64.size());
         if (!f16.empty()) run(f16.data(), f16.size());
         if (!bf16.empty()) run(bf16.data(), bf16.size());
-    }
+    });
     return step_report(false, look ? &decision : nullptr);
 }
 
-// A tuple entry as a double or a bool, TypeError naming hypers[index] otherwise.
-double tuple_double(const py::tuple& t, std::size_t k, std::size_t index);
-bool tuple_bool(const py::tuple& t, std::size_t k, std::size_t index);
+// A tuple entry as a double or a bool, TypeError naming hypers[index][k] otherwise.
+double tuple_double(PyObject* t, std::size_t k, std::size_t index);
+bool tuple_bool(PyObject* t, std::size_t k, std::size_t index);
 
 // `obj` as a tuple of `size` entries (the optimizer classes' hyper-parameter tuples).
-py::tuple hyper_tuple(const py::handle& obj, std::size_t size, std::size_t index,
-                      const char* layout);
+void check_hyper_tuple(PyObject* obj, std::size_t size, std::size_t index, const char* layout);
 
 }  // namespace fastadam::python

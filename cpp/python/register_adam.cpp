@@ -1,6 +1,8 @@
 // Bindings of the Adam kernels: adam_step (one parameter set), adam_step_multi (a list of sets
-// in one native call) and the bandwidth probe. Validate everything, release the GIL, run.
-#include <utility>
+// in one native call), adam_step_sets (the optimizer classes' entry) and the bandwidth probe.
+// Validate everything, release the GIL, run.
+#include <algorithm>
+#include <iterator>
 
 #include "fastadam/kernels.hpp"
 #include "param_sets.hpp"
@@ -10,22 +12,28 @@ namespace fastadam::python {
 
 namespace {
 
-// The master copy is the last role, optional; max_exp_avg_sq is optional in the sets entry.
-const std::vector<Role> kAdamRoles = {{"param", "params", true},
-                                      {"grad", "grads", false},
-                                      {"exp_avg", "exp_avgs", true, false, true},
-                                      {"exp_avg_sq", "exp_avg_sqs", true, false, true},
-                                      {"max_exp_avg_sq", "max_exp_avg_sqs", true, true, true},
-                                      {"master", "masters", true, true, true, true}};
-constexpr std::size_t kMasterRole = 5;
+// Every set has six slots; max_exp_avg_sq (without amsgrad) and master may be left out.
+constexpr Role kAdamRoles[] = {{"param", "params", true},
+                               {"grad", "grads", false},
+                               {"exp_avg", "exp_avgs", true, false, true},
+                               {"exp_avg_sq", "exp_avg_sqs", true, false, true},
+                               {"max_exp_avg_sq", "max_exp_avg_sqs", true, false, true},
+                               {"master", "masters", true, true, true, true}};
+constexpr std::size_t kRoles = 6, kMasterRole = 5;
 
 // What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
 enum class Kernel { adam, bandwidth_probe };
 
-// Runs validated sets (any dtypes), each with its own coefficients; returns the report.
-py::object launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
-                  const std::vector<std::int64_t>& steps, const StepOptions& options,
-                  Kernel kernel) {
+// Validates the sets of `objects` (kRoles slots each) and runs them (any dtypes); set i uses
+// hypers[per_set_hyper ? i : 0] and steps[i]. Returns the step's report.
+py::object launch(const SetObjects& objects, bool amsgrad_all, bool multi, bool mixed_dtypes,
+                  const AdamHyper* hypers, bool per_set_hyper, const std::int64_t* steps,
+                  const StepOptions& options, Kernel kernel = Kernel::adam) {
+    Role roles[kRoles];
+    std::copy(std::begin(kAdamRoles), std::end(kAdamRoles), roles);
+    roles[4].optional = !amsgrad_all;  // with amsgrad for every set, each needs its array
+    const CheckedSets sets = check_sets(objects, roles, kRoles, multi, mixed_dtypes);
+    if (options.stochastic_rounding) check_stochastic_rounding(sets, kMasterRole, roles, multi);
     const auto make = [&](auto zero, std::size_t i) {
         using P = decltype(zero);
         using S = state_of_t<P>;
@@ -36,158 +44,195 @@ py::object launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
         t.exp_avg_sq = sets.data<S>(i, 3);
         t.max_exp_avg_sq = sets.data<S>(i, 4);
         t.size = sets.size(i);
-        t.scalars = make_scalars(hypers[i], steps[i]);
+        t.scalars = make_scalars(hypers[per_set_hyper ? i : 0], steps[i]);
         set_param_options(t, sets, i, kMasterRole, options, steps[i]);
         return t;
     };
     if (kernel == Kernel::adam)
-        return launch_step(sets, options, kMasterRole, make,
+        return launch_step(sets, options, make,
                            [](const auto* t, std::size_t n) { adam_step(t, n); });
-    return launch_step(sets, options, kMasterRole, make,
+    return launch_step(sets, options, make,
                        [](const auto* t, std::size_t n) { bandwidth_probe(t, n); });
 }
 
-// Validates the hyper-parameters, steps and every array, then runs. `sets[i]` holds param,
-// grad, exp_avg, exp_avg_sq, max_exp_avg_sq (None without amsgrad) and master (or None).
-py::object run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hyper,
-               const std::vector<std::int64_t>& steps, bool multi, const StepOptions& options,
-               Kernel kernel = Kernel::adam) {
-    check_hyper(hyper);
-    for (std::size_t i = 0; i < steps.size(); ++i)
-        check_step(steps[i], ArgName{"step", "steps", i, multi});
-    std::vector<Role> roles = kAdamRoles;
-    roles[4].optional = !hyper.amsgrad;  // with amsgrad every set needs its array
-    const CheckedSets checked = check_sets(sets, roles, multi);
-    return launch(checked, std::vector<AdamHyper>(sets.size(), hyper), steps, options, kernel);
+PyObject* none_to_null(PyObject* obj) { return obj == Py_None ? nullptr : obj; }
+
+// adam_step and adam_step_multi share one parameter layout: four arrays (or lists), then the
+// keyword-only step(s) and hyper-parameters.
+enum AdamArg {
+    kParam,
+    kGrad,
+    kExpAvg,
+    kExpAvgSq,
+    kStep,
+    kLr,
+    kBetas,
+    kEps,
+    kWeightDecay,
+    kAmsgrad,
+    kMaxExpAvgSq,
+    kMaximize,
+    kDecoupled,
+    kBiasCorrection,
+    kMaster,
+    kGradScale,
+    kMaxGradNorm,
+    kSkipNonfinite,
+    kStochasticRounding,
+    kSeed
+};
+// The defaults written here are AdamHyper's (adam_math.hpp), which adam_hyper falls back to.
+constexpr const char* kAdamStepParameters =
+    "param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
+    "weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None, maximize=False, decoupled=False, "
+    "bias_correction=True, master=None, grad_scale=1.0, max_grad_norm=None, "
+    "skip_nonfinite=False, stochastic_rounding=False, seed=0";
+constexpr const char* kAdamStepMultiParameters =
+    "params, grads, exp_avgs, exp_avg_sqs, *, steps, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
+    "weight_decay=0.0, amsgrad=False, max_exp_avg_sqs=None, maximize=False, decoupled=False, "
+    "bias_correction=True, masters=None, grad_scale=1.0, max_grad_norm=None, "
+    "skip_nonfinite=False, stochastic_rounding=False, seed=0";
+
+StepOptions options_of(const Args& a) {
+    return step_options(a[kGradScale], a[kMaxGradNorm], a[kSkipNonfinite], a[kStochasticRounding],
+                        a[kSeed]);
 }
 
-py::object adam_step_one(py::object param, py::object grad, py::object exp_avg,
-                         py::object exp_avg_sq, py::object step, double lr,
-                         std::pair<double, double> betas, double eps, double weight_decay,
-                         bool amsgrad, py::object max_exp_avg_sq, bool maximize, bool decoupled,
-                         bool bias_correction, py::object master, double grad_scale,
-                         py::object max_grad_norm, bool skip_nonfinite, bool stochastic_rounding,
-                         py::object seed) {
-    const AdamHyper h =
-        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
-    if (amsgrad && max_exp_avg_sq.is_none())
-        throw py::value_error("max_exp_avg_sq is required when amsgrad=True");
-    if (!amsgrad && !max_exp_avg_sq.is_none())
-        throw py::value_error("max_exp_avg_sq is only used with amsgrad=True");
-    const StepOptions options =
-        step_options(grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed);
-    return run({{param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master}}, h,
-               int_per_set(step, "step", 1), false, options);
+// The hyper-parameters of an adam_step or adam_step_multi call, converted and checked.
+AdamHyper adam_hyper(const Args& a) {
+    const AdamHyper d;
+    const AdamHyper h = make_adam_hyper(
+        real_arg(a[kLr], "lr", d.lr), pair_arg(a[kBetas], "betas", {d.beta1, d.beta2}),
+        real_arg(a[kEps], "eps", d.eps), real_arg(a[kWeightDecay], "weight_decay", d.weight_decay),
+        bool_arg(a[kAmsgrad], "amsgrad", d.amsgrad), bool_arg(a[kMaximize], "maximize", d.maximize),
+        bool_arg(a[kDecoupled], "decoupled", d.decoupled),
+        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction));
+    check_hyper(h);
+    return h;
 }
 
-// The sets of a multi call from its aligned lists (max_exp_avg_sqs only with amsgrad).
-std::vector<std::vector<py::handle>> adam_sets(const std::vector<py::object>& params,
-                                               py::handle grads, py::handle exp_avgs,
-                                               py::handle exp_avg_sqs, bool amsgrad,
-                                               py::handle max_exp_avg_sqs, py::handle masters,
-                                               std::vector<py::object>& keep_alive) {
+void check_amsgrad_array(bool amsgrad, PyObject* array, const char* name) {
+    if (amsgrad && array == nullptr)
+        throw py::value_error(std::string(name) + " is required when amsgrad=True");
+    if (!amsgrad && array != nullptr)
+        throw py::value_error(std::string(name) + " is only used with amsgrad=True");
+}
+
+py::object adam_step_one(const Args& a) {
+    const AdamHyper h = adam_hyper(a);
+    PyObject* max_exp_avg_sq = none_to_null(a[kMaxExpAvgSq]);
+    check_amsgrad_array(h.amsgrad, max_exp_avg_sq, "max_exp_avg_sq");
+    const std::int64_t step = int_arg(a[kStep], "step");
+    check_step(step, "step");
+    const StepOptions options = options_of(a);
+    // The arrays are the caller's arguments, alive until this returns: no Held needed.
+    SetObjects objects;
+    for (int k : {kParam, kGrad, kExpAvg, kExpAvgSq}) objects.push_back(a[k]);
+    objects.push_back(max_exp_avg_sq);
+    objects.push_back(a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr);
+    return launch(objects, h.amsgrad, false, false, &h, false, &step, options);
+}
+
+py::object adam_step_multi(const Args& a) {
+    const AdamHyper h = adam_hyper(a);
+    Held held;
+    const Items params = list_arg(a[kParam], "params", held);
     const std::size_t n = params.size();
-    if (amsgrad && max_exp_avg_sqs.is_none())
-        throw py::value_error("max_exp_avg_sqs is required when amsgrad=True");
-    if (!amsgrad && !max_exp_avg_sqs.is_none())
-        throw py::value_error("max_exp_avg_sqs is only used with amsgrad=True");
-    const std::vector<std::vector<py::object>> lists = {
-        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
-        as_list(exp_avg_sqs, "exp_avg_sqs", n),
-        amsgrad ? as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n) : std::vector<py::object>(n),
-        masters.is_none() ? std::vector<py::object>(n) : as_list(masters, "masters", n)};
-    std::vector<std::vector<py::handle>> sets(n);
+    PyObject* maxes = none_to_null(a[kMaxExpAvgSq]);
+    check_amsgrad_array(h.amsgrad, maxes, "max_exp_avg_sqs");
+    const Items grads = list_arg(a[kGrad], "grads", n, held);
+    const Items exp_avgs = list_arg(a[kExpAvg], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[kExpAvgSq], "exp_avg_sqs", n, held);
+    const Items max_list = h.amsgrad ? list_arg(maxes, "max_exp_avg_sqs", n, held) : Items();
+    PyObject* masters = a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const auto steps = int_per_set(a[kStep], "steps", n, held);
+    for (std::size_t i = 0; i < n; ++i) check_step(steps[i], ArgName{"step", "steps", i, true});
+    const StepOptions options = options_of(a);
+    SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
-        sets[i] = {params[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i], lists[4][i]};
-        for (const auto& list : lists) keep_alive.push_back(list[i]);
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+        objects.push_back(h.amsgrad ? max_list[i] : nullptr);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    return sets;
+    return launch(objects, h.amsgrad, true, false, &h, false, steps.data(), options);
 }
 
-py::object adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
-                           py::object exp_avg_sqs, py::object steps, double lr,
-                           std::pair<double, double> betas, double eps, double weight_decay,
-                           bool amsgrad, py::object max_exp_avg_sqs, bool maximize,
-                           bool decoupled, bool bias_correction, py::object masters,
-                           double grad_scale, py::object max_grad_norm, bool skip_nonfinite,
-                           bool stochastic_rounding, py::object seed) {
-    const AdamHyper h =
-        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
-    const StepOptions options =
-        step_options(grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed);
-    const auto p = as_list(params, "params");
-    std::vector<py::object> keep_alive;
-    const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, amsgrad, max_exp_avg_sqs, masters,
-                                keep_alive);
-    return run(sets, h, int_per_set(steps, "steps", p.size()), true, options);
-}
-
-void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_avgs,
-                           py::object exp_avg_sqs, py::object masters) {
-    const auto p = as_list(params, "params");
-    std::vector<py::object> keep_alive;
-    const auto sets =
-        adam_sets(p, grads, exp_avgs, exp_avg_sqs, false, py::none(), masters, keep_alive);
-    run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, StepOptions{},
-        Kernel::bandwidth_probe);
+py::object bandwidth_probe_multi(const Args& a) {
+    Held held;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    const Items exp_avgs = list_arg(a[2], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
+    PyObject* masters = a.given(4) ? none_to_null(a[4]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    SetObjects objects;
+    for (std::size_t i = 0; i < n; ++i) {
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+        objects.push_back(nullptr);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
+    }
+    const AdamHyper h;
+    const SmallVector<std::int64_t, 8> steps(n, 1);
+    return launch(objects, false, true, true, &h, false, steps.data(), StepOptions{},
+                  Kernel::bandwidth_probe);
 }
 
 // One hyper-parameter tuple of adam_step_sets, checked.
-AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t i) {
-    const py::tuple t = hyper_tuple(obj, 9, i,
-                                    "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
-                                    "decoupled, bias_correction)");
-    const AdamHyper h = make_adam_hyper(
-        tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
-        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i), tuple_bool(t, 6, i),
-        tuple_bool(t, 7, i), tuple_bool(t, 8, i));
+AdamHyper hyper_from_tuple(PyObject* t, std::size_t i) {
+    check_hyper_tuple(t, 9, i,
+                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
+                      "bias_correction)");
+    const AdamHyper h =
+        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
+                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
+                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i));
     check_hyper(h);
     return h;
 }
 
 // The optimizer classes' entry: every parameter set of every group and dtype in one call, each
 // set with its own step and hyper-parameter tuple (sets of one group share one tuple object,
-// which is read once). All arguments positional: pybind11 looks each keyword argument up by a
-// freshly made string, which costs more than the whole update of a small tensor. Everything is
-// validated before anything is written, then one kernel call runs per dtype.
-py::object adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
-                          py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
-                          py::object hypers, py::object masters, py::object options) {
-    const auto p = as_list(params, "params");
-    const std::size_t n = p.size();
-    const std::vector<std::vector<py::object>> lists = {
-        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
-        as_list(exp_avg_sqs, "exp_avg_sqs", n), as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n),
-        masters.is_none() ? std::vector<py::object>(n) : as_list(masters, "masters", n)};
-    const StepOptions step_opts = step_options(options);
-    const auto step_list = int_per_set(steps, "steps", n);
-    const auto hyper_list = hypers_per_set<AdamHyper>(hypers, n, hyper_from_tuple);
+// which is read once). Everything is validated before anything is written, then one kernel call
+// runs per dtype.
+py::object adam_step_sets(const Args& a) {
+    Held held;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    const Items exp_avgs = list_arg(a[2], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
+    const Items maxes = list_arg(a[4], "max_exp_avg_sqs", n, held);
+    const auto steps = int_per_set(a[5], "steps", n, held);
+    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, hyper_from_tuple);
+    PyObject* masters = a.given(7) ? none_to_null(a[7]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const StepOptions options = step_options(a[8]);
+    SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
-        check_step(step_list[i], ArgName{"step", "steps", i, true});
-        if (hyper_list[i].amsgrad == lists[3][i].is_none())
-            throw py::value_error("max_exp_avg_sqs[" + std::to_string(i) + "] must be " +
-                                  (hyper_list[i].amsgrad ? "an array (amsgrad=True)"
-                                                         : "None (amsgrad=False)"));
+        check_step(steps[i], ArgName{"step", "steps", i, true});
+        PyObject* max = none_to_null(maxes[i]);
+        if (hypers[i].amsgrad != (max != nullptr))
+            throw py::value_error(
+                "max_exp_avg_sqs[" + std::to_string(i) + "] must be " +
+                (hypers[i].amsgrad ? "an array (amsgrad=True)" : "None (amsgrad=False)"));
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+        objects.push_back(max);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    std::vector<std::vector<py::handle>> sets(n);
-    for (std::size_t i = 0; i < n; ++i)
-        sets[i] = {p[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i], lists[4][i]};
-    return launch(check_sets(sets, kAdamRoles, true, /*mixed_dtypes=*/true), hyper_list,
-                  step_list, step_opts, Kernel::adam);
+    return launch(objects, false, true, /*mixed_dtypes=*/true, hypers.data(), true, steps.data(),
+                  options);
 }
 
 }  // namespace
 
 void register_adam(py::module_& m) {
-    using namespace pybind11::literals;
-    m.def("adam_step", &adam_step_one, "param"_a, "grad"_a, "exp_avg"_a, "exp_avg_sq"_a,
-          py::kw_only(), "step"_a, "lr"_a = 1e-3, "betas"_a = std::make_pair(0.9, 0.999),
-          "eps"_a = 1e-8, "weight_decay"_a = 0.0, "amsgrad"_a = false,
-          "max_exp_avg_sq"_a = py::none(), "maximize"_a = false, "decoupled"_a = false,
-          "bias_correction"_a = true, "master"_a = py::none(), "grad_scale"_a = 1.0,
-          "max_grad_norm"_a = py::none(), "skip_nonfinite"_a = false,
-          "stochastic_rounding"_a = false, "seed"_a = 0,
-          R"doc(One fused Adam/AdamW update of one parameter set, in place.
+    def_entry<adam_step_one>(m, "adam_step", kAdamStepParameters,
+                             R"doc(One fused Adam/AdamW update of one parameter set, in place.
 
 Parameters
 ----------
@@ -199,6 +244,8 @@ param, grad, exp_avg, exp_avg_sq : numpy.ndarray
 step : int
     The 1-based step count of this update (increment it before calling).
 lr, betas, eps, weight_decay, amsgrad, maximize : as torch.optim.Adam.
+    Real numbers (Python or NumPy scalars) and bools; a string, an array or a bool in place
+    of a number is a TypeError.
 max_exp_avg_sq : numpy.ndarray, optional
     Required with amsgrad=True, forbidden otherwise.
 decoupled : bool
@@ -228,14 +275,9 @@ Raises
 TypeError, ValueError
     Before any array is written, naming the offending argument.
 )doc");
-    m.def("adam_step_multi", &adam_step_multi, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a, py::kw_only(), "steps"_a, "lr"_a = 1e-3,
-          "betas"_a = std::make_pair(0.9, 0.999), "eps"_a = 1e-8, "weight_decay"_a = 0.0,
-          "amsgrad"_a = false, "max_exp_avg_sqs"_a = py::none(), "maximize"_a = false,
-          "decoupled"_a = false, "bias_correction"_a = true, "masters"_a = py::none(),
-          "grad_scale"_a = 1.0, "max_grad_norm"_a = py::none(), "skip_nonfinite"_a = false,
-          "stochastic_rounding"_a = false, "seed"_a = 0,
-          R"doc(Adam/AdamW update of many parameter sets in one native call, in place.
+    def_entry<adam_step_multi>(
+        m, "adam_step_multi", kAdamStepMultiParameters,
+        R"doc(Adam/AdamW update of many parameter sets in one native call, in place.
 
 The lists are aligned element by element; every array of every set is validated before any is
 written. All params share one dtype. ``steps`` is one int for all sets or one int per set.
@@ -243,20 +285,21 @@ written. All params share one dtype. ``steps`` is one int for all sets or one in
 look at all the sets' gradients together (one global norm). The work of the whole call is split
 across the thread pool in contiguous chunks. Hyper-parameters are as for adam_step.
 )doc");
-    m.def("adam_step_sets", &adam_step_sets, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a, "max_exp_avg_sqs"_a, "steps"_a, "hypers"_a, "masters"_a = py::none(),
-          "options"_a = py::none(), py::pos_only(),
-          "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
-          "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
-          "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
-          "decoupled, bias_correction) or one per set; masters is None or one float32 array (or "
-          "None) per set; options is None or (grad_scale, max_grad_norm or None, skip_nonfinite, "
-          "stochastic_rounding, seed). Everything is validated before anything is written. "
-          "Returns a StepReport.");
-    m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a, "masters"_a = py::none(),
-          "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "
-          "across threads exactly like adam_step_multi: the bandwidth reference for benchmarks.");
+    def_entry<adam_step_sets>(
+        m, "adam_step_sets",
+        "params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, hypers, masters=None, "
+        "options=None, /",
+        "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
+        "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
+        "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
+        "decoupled, bias_correction) or one per set; masters is None or one float32 array (or "
+        "None) per set; options is None or (grad_scale, max_grad_norm or None, skip_nonfinite, "
+        "stochastic_rounding, seed). Everything is validated before anything is written. "
+        "Returns a StepReport.");
+    def_entry<bandwidth_probe_multi>(
+        m, "bandwidth_probe", "params, grads, exp_avgs, exp_avg_sqs, masters=None",
+        "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "
+        "across threads exactly like adam_step_multi: the bandwidth reference for benchmarks.");
 }
 
 }  // namespace fastadam::python
