@@ -12,7 +12,7 @@ from __future__ import annotations
 import os as _os
 
 try:
-    from . import _core  # noqa: F401  (imported first for a clear error when it is missing)
+    from . import _core
 except ImportError as exc:  # pragma: no cover - depends on how the package was installed
     raise ImportError(
         "fastadam's compiled module (fastadam._core) could not be imported. Build and install "

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "BFLOAT16",
+    "BFLOAT16",  # noqa: F822 (made on first use by __getattr__)
     "FLOAT16",
-    "PARAM_DTYPES",
+    "PARAM_DTYPES",  # noqa: F822
     "is_16bit",
+    "is_bfloat16",
+    "is_param_dtype",
     "round_nearest",
     "round_stochastic",
     "rounding_key",
@@ -25,16 +27,39 @@ __all__ = [
 ]
 
 FLOAT16 = np.dtype(np.float16)
-try:
-    import ml_dtypes
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64), FLOAT16)
 
-    BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # an optional extra: pip install "fastadam[bf16]"
-    BFLOAT16 = None
 
-PARAM_DTYPES = tuple(
-    d for d in (np.dtype(np.float32), np.dtype(np.float64), FLOAT16, BFLOAT16) if d is not None
-)
+def __getattr__(name: str) -> Any:
+    # BFLOAT16 (ml_dtypes.bfloat16's dtype, or None without ml_dtypes) and PARAM_DTYPES are
+    # made on first use: importing ml_dtypes costs more than the rest of fastadam's import, and
+    # a user with bfloat16 arrays has imported it already.
+    if name == "BFLOAT16":
+        try:
+            import ml_dtypes
+        except ImportError:  # an optional extra: pip install "fastadam[bf16]"
+            value = None
+        else:
+            value = np.dtype(ml_dtypes.bfloat16)
+    elif name == "PARAM_DTYPES":
+        bf16 = __getattr__("BFLOAT16")
+        value = _NATIVE + ((bf16,) if bf16 is not None else ())
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    """ml_dtypes' bfloat16, recognised without importing ml_dtypes."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
+def is_param_dtype(dtype: Any) -> bool:
+    """A dtype the optimizers take: float32, float64, float16 or bfloat16."""
+    return dtype in _NATIVE or is_bfloat16(dtype)
+
 
 _MASK32 = 0xFFFFFFFF
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -43,7 +68,7 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 def is_16bit(dtype: Any) -> bool:
     """float16 or bfloat16."""
     dtype = np.dtype(dtype)
-    return dtype == FLOAT16 or (BFLOAT16 is not None and dtype == BFLOAT16)
+    return dtype == FLOAT16 or is_bfloat16(dtype)
 
 
 def state_dtype(dtype: Any) -> np.dtype:
@@ -65,7 +90,7 @@ def round_nearest(x: np.ndarray, dtype: Any) -> np.ndarray:
     following fastadam's rule). Rounding a float64 value directly is the accuracy oracle."""
     dtype = np.dtype(dtype)
     x = np.asarray(x)
-    if dtype == BFLOAT16 and x.dtype == np.float64:
+    if is_bfloat16(dtype) and x.dtype == np.float64:
         x = _to_bfloat16_precision(x)  # ml_dtypes would go through float32: two roundings
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is the rounding
         out = x.astype(dtype)
@@ -114,7 +139,8 @@ def round_stochastic(x32: np.ndarray, seed: int, step: int) -> np.ndarray:
     """float32 ``x32`` rounded stochastically to bfloat16, bit for bit as the kernels do it:
     element i adds the top 16 bits of hash(key(seed, step), i) below the bfloat16 lsb and
     truncates. NaNs as ``round_nearest``."""
-    if BFLOAT16 is None:
+    bfloat16 = __getattr__("BFLOAT16")
+    if bfloat16 is None:
         raise ImportError("bfloat16 needs ml_dtypes: pip install ml_dtypes")
     key = rounding_key(seed, step)
     x32 = np.ascontiguousarray(x32, dtype=np.float32)
@@ -126,5 +152,5 @@ def round_stochastic(x32: np.ndarray, seed: int, step: int) -> np.ndarray:
         u = x32.reshape(-1).view(np.uint32)
         bits = ((u + (r >> np.uint32(16))) >> np.uint32(16)).astype(np.uint16)
     nan = np.isnan(x32.reshape(-1))
-    bits[nan] = _nan_bits(x32.reshape(-1)[nan], BFLOAT16)
-    return bits.view(BFLOAT16).reshape(x32.shape)
+    bits[nan] = _nan_bits(x32.reshape(-1)[nan], bfloat16)
+    return bits.view(bfloat16).reshape(x32.shape)

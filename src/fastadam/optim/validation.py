@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import PARAM_DTYPES
+from ..dtypes import is_param_dtype
 
-FLOAT_DTYPES = PARAM_DTYPES  # float32, float64, float16 and (with ml_dtypes) bfloat16
 # A native call refuses bad input with one of these before writing anything.
 REFUSED = (TypeError, ValueError, KeyError, IndexError)
 
@@ -28,7 +27,7 @@ SET_MESSAGE = (
 def check_param(p: object, name: str) -> np.ndarray:
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(p).__name__}")
-    if p.dtype not in FLOAT_DTYPES:
+    if not is_param_dtype(p.dtype):
         raise TypeError(
             f"{name} must be float32, float64, float16 or bfloat16 (native byte order), "
             f"got {p.dtype}"
@@ -87,7 +86,7 @@ def label(name: Any) -> str:
 
 
 def param_ok(p: Any) -> bool:
-    if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+    if not isinstance(p, np.ndarray) or not is_param_dtype(p.dtype):
         return False
     flags = p.flags
     return flags.c_contiguous and flags.aligned and flags.writeable
