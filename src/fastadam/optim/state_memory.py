@@ -7,11 +7,13 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from ..dtypes import state_dtype
 
 
 def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, float]]) -> None:
     """Creates the state arrays ``state[name]`` (shaped like ``p``, filled with ``fill``) of
-    ``requests`` as views into one buffer per dtype.
+    ``requests`` as views into one buffer per dtype (the state dtype: float32 for a 16-bit
+    parameter). ``fill`` "param" copies the parameter (a master copy).
 
     The buffer comes from ``zeros_state``, so once large it sits on huge pages: a model's many
     small and mid-sized tensors then get the same TLB-friendly memory as one big tensor, and their
@@ -19,7 +21,7 @@ def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, floa
     """
     by_dtype: dict[np.dtype, list] = {}
     for request in requests:
-        by_dtype.setdefault(request[2].dtype, []).append(request)
+        by_dtype.setdefault(state_dtype(request[2].dtype), []).append(request)
     for dtype, group in by_dtype.items():
         line = 64 // dtype.itemsize
         sizes = [-(-p.size // line) * line for _, _, p, _ in group]  # rounded up to a line
@@ -27,7 +29,9 @@ def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, floa
         offset = 0
         for (state, name, p, fill), size in zip(group, sizes):
             view = buffer[offset : offset + p.size].reshape(p.shape)
-            if fill != 0.0:
+            if isinstance(fill, str):
+                np.copyto(view, p, casting="safe")
+            elif fill != 0.0:
                 view.fill(fill)
             state[name] = view
             offset += size
