@@ -167,12 +167,9 @@ def test_100_steps_stay_close_to_reference(isa, dtype, options, rng):
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4, 2)], ids=str)
 def test_zero_size_is_a_noop(isa, dtype, shape, amsgrad):
     state = State(*(np.empty(shape, dtype) for _ in range(5 if amsgrad else 4)))
-    assert (
-        fastadam.adam_step(
-            *state.arrays()[:4], step=1, amsgrad=amsgrad, max_exp_avg_sq=state.max_exp_avg_sq
-        )
-        == fastadam.StepReport(False, None)
-    )
+    assert fastadam.adam_step(
+        *state.arrays()[:4], step=1, amsgrad=amsgrad, max_exp_avg_sq=state.max_exp_avg_sq
+    ) == fastadam.StepReport(False, None)
     assert all(a.shape == shape and a.dtype == dtype for a in state.arrays())
 
 

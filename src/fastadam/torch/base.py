@@ -34,6 +34,7 @@ import torch.optim.optimizer as _torch_optimizer
 
 from ..optim import Optimizer as NumpyOptimizer
 from ..optim.validation import REFUSED, as_step
+from ..scaling import StepReport
 from .memory import (
     MemoryOrder,
     allocate_state,
@@ -47,6 +48,13 @@ from .memory import (
 __all__ = ["Optimizer"]
 
 _increment_version = torch.autograd.graph.increment_version
+_HALF = (torch.float16, torch.bfloat16)
+# The NumPy base's optimizer-wide options and their defaults.
+_PRECISION = {
+    name: p.default
+    for name, p in inspect.signature(NumpyOptimizer.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
 _profiler_enabled = getattr(torch._C._autograd, "_profiler_enabled", None)
 _global_pre_hooks = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None)
 _global_post_hooks = getattr(_torch_optimizer, "_global_optimizer_post_hooks", None)
@@ -229,7 +237,21 @@ class Optimizer(torch.optim.Optimizer):
     constructor signature and defaults it takes, plus the NumPy class's extra options as
     keyword-only arguments). ``foreach`` and ``fused`` are accepted and ignored (the step is
     always one fused native call); ``capturable`` and ``differentiable`` must be False.
+
+    The NumPy classes' optimizer-wide options are keyword arguments here too and mean the same:
+    ``master_weights`` (a float32 copy of each 16-bit parameter, in its state as
+    ``'master_param'``), ``stochastic_rounding`` and ``seed`` (bfloat16), ``max_grad_norm``
+    (global gradient clipping in the native pre-pass) and ``skip_nonfinite`` (a step whose
+    gradients hold an inf or NaN changes nothing). float16 and bfloat16 parameters keep float32
+    state. ``last_report`` is the last step's ``fastadam.StepReport`` (skipped, grad_norm).
+    ``torch.amp.GradScaler`` hands the optimizer its scale and inf flag
+    (``_step_supports_amp_scaling``): the native call unscales, or the step is skipped.
     """
+
+    # torch.amp.GradScaler sets ``grad_scale`` and ``found_inf`` on the optimizer and calls
+    # step(), which unscales inside the native call (or skips the step), rather than unscaling
+    # the gradients itself first: 16-bit gradients work too.
+    _step_supports_amp_scaling = True
 
     _numpy: ClassVar[type[NumpyOptimizer]]
     _torch: ClassVar[type[torch.optim.Optimizer]]
@@ -255,6 +277,10 @@ class Optimizer(torch.optim.Optimizer):
         bound.apply_defaults()
         defaults = dict(bound.arguments)
         del defaults["params"]
+        # Optimizer-wide options of the NumPy base (mixed precision, the gradient pre-pass), not
+        # group entries: validated and kept as the NumPy optimizers keep them.
+        precision = {k: defaults.pop(k) for k in list(defaults) if k in _PRECISION}
+        self._set_precision(precision)
         for flag in ("capturable", "differentiable"):
             if defaults.get(flag):
                 raise ValueError(
@@ -264,8 +290,17 @@ class Optimizer(torch.optim.Optimizer):
         defaults.update(self._numpy._fixed)
         self._numpy._validate(_numbers(defaults))  # torch's messages for a bad hyper-parameter
         self._plan: _Plan | None = None
-        self._options = operator.itemgetter(*defaults)  # a group's options, to spot changes
+        self._group_options = operator.itemgetter(*defaults)  # to spot a group's changes
         super().__init__(params, defaults)
+
+    def _set_precision(self, given: dict[str, Any]) -> None:
+        """Sets ``master_weights``, ``skip_nonfinite``, ``max_grad_norm``,
+        ``stochastic_rounding``, ``seed`` and the native options tuple ``_options`` with the
+        NumPy base's own checks."""
+        NumpyOptimizer._set_precision_options(self, **{**_PRECISION, **given})
+
+    def _precision(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PRECISION}
 
     # -- groups, pickling, state_dict --------------------------------------------------------
 
@@ -288,9 +323,17 @@ class Optimizer(torch.optim.Optimizer):
         if self._numpy._eager_state:
             self._prepare(eager=group["params"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        out = super().__getstate__()
+        out["_precision_options"] = self._precision()
+        return out
+
     def __setstate__(self, state: dict[str, Any]) -> None:
+        precision = state.pop("_precision_options", None)
+        if precision is not None:  # an unpickled optimizer (load_state_dict keeps the options)
+            self._set_precision(precision)
         super().__setstate__(state)
-        self._options = operator.itemgetter(*self.defaults)
+        self._group_options = operator.itemgetter(*self.defaults)
         for group in self.param_groups:  # groups saved by torch lack fastadam's extra options
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -299,9 +342,18 @@ class Optimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict`` (this class's or its torch counterpart's state dicts),
         then every state tensor copied into fresh memory laid out like its parameter, so the
-        optimizer never shares memory with the dict it was given."""
+        optimizer never shares memory with the dict it was given. torch casts loaded state to
+        its parameter's dtype; the float32 state of a 16-bit parameter is copied from the dict's
+        own tensors instead, so it keeps its precision."""
+        wide: dict[int, Any] = {}
+        saved_ids = [i for g in state_dict.get("param_groups", ()) for i in g.get("params", ())]
+        ours = [p for g in self.param_groups for p in g["params"]]
+        for index, p in zip(saved_ids, ours):
+            saved = state_dict.get("state", {}).get(index)
+            if p.dtype in _HALF and isinstance(saved, dict):
+                wide[id(p)] = saved
         super().load_state_dict(state_dict)
-        self._prepare(rehome=True)
+        self._prepare(rehome=True, sources=wide)
 
     # -- the step ------------------------------------------------------------------------------
 
@@ -332,8 +384,23 @@ class Optimizer(torch.optim.Optimizer):
         self._update()
         return loss
 
+    def _scaling(self) -> tuple[bool, Any]:
+        """(skip, native options) for this step: GradScaler's ``found_inf`` skips it, its
+        ``grad_scale`` unscales the gradients in the native call."""
+        found_inf = self.__dict__.get("found_inf")
+        if found_inf is not None and float(found_inf) != 0.0:
+            return True, None
+        scale = self.__dict__.get("grad_scale")
+        if scale is None:
+            return False, self._options
+        return False, NumpyOptimizer._options_for(self, float(scale))
+
     def _update(self) -> None:
         if self._quick():
+            return
+        skip, options = self._scaling()
+        if skip:
+            self.last_report = StepReport(skipped=True)
             return
         created: list = []
         gathered = self._gather(careful=False)
@@ -344,7 +411,7 @@ class Optimizer(torch.optim.Optimizer):
         if not params:
             return
         try:
-            self._numpy._native(None, params, grads, arrays, steps, fresh, hypers)
+            report = self._numpy._native(None, params, grads, arrays, steps, fresh, hypers, options)
         except REFUSED:
             if created:
                 self._rollback(created)
@@ -355,10 +422,17 @@ class Optimizer(torch.optim.Optimizer):
             gathered = self._careful_gather(created)
             params, grads, arrays, steps, fresh, hypers, stepped, written = gathered
             try:
-                self._numpy._native(None, params, grads, arrays, steps, fresh, hypers)
+                report = self._numpy._native(
+                    None, params, grads, arrays, steps, fresh, hypers, options
+                )
             except REFUSED:
                 self._rollback(created)
                 raise
+        self.last_report = report
+        if report is not None and report.skipped:  # skip_nonfinite saw an inf or NaN
+            if created:
+                self._rollback(created)  # a skipped step changes nothing, not even new state
+            return
         plan = self._plan
         if plan.counts is not None:
             if len(stepped) == len(plan.counts):
@@ -392,7 +466,7 @@ class Optimizer(torch.optim.Optimizer):
             entry = plan.hypers.get(id(group))
             if entry is None:  # no parameter of this group stepped
                 try:
-                    entry = (group, self._options(group))
+                    entry = (group, self._group_options(group))
                 except KeyError:
                     return
             if entry[1] is None:
@@ -411,7 +485,7 @@ class Optimizer(torch.optim.Optimizer):
         q = plan.quick
         if q is None or len(self.param_groups) != len(q.groups):
             return False
-        options = self._options
+        options = self._group_options
         for group, (known, opts, ids) in zip(self.param_groups, q.groups):
             if group is not known or options(group) != opts:
                 return False
@@ -435,6 +509,10 @@ class Optimizer(torch.optim.Optimizer):
         for p in q.others:
             if p.grad is not None:
                 return False
+        skip, options = self._scaling()
+        if skip:
+            self.last_report = StepReport(skipped=True)
+            return True
         counts = plan.counts
         if counts is not None:
             c = counts.tolist()
@@ -444,9 +522,14 @@ class Optimizer(torch.optim.Optimizer):
         else:
             steps = []
         try:
-            self._numpy._native(None, q.params, grads, q.arrays, steps, q.fresh, q.hypers)
+            report = self._numpy._native(
+                None, q.params, grads, q.arrays, steps, q.fresh, q.hypers, options
+            )
         except REFUSED:
             return False  # the general path checks everything and says what is wrong
+        self.last_report = report
+        if report is not None and report.skipped:
+            return True
         if counts is not None:
             if uniform:
                 counts.fill(t + 1)
@@ -462,7 +545,7 @@ class Optimizer(torch.optim.Optimizer):
         entry = plan.hypers.get(id(group))
         if entry is not None and entry[0] is group and entry[1] is not None:
             try:
-                if self._options(group) == entry[1]:
+                if self._group_options(group) == entry[1]:
                     return entry
             except KeyError:
                 pass
@@ -470,17 +553,20 @@ class Optimizer(torch.optim.Optimizer):
         values = numpy_class._validate(_numbers(group))
         needed = numpy_class._arrays(None, values)
         try:
-            options = self._options(group)
+            options = self._group_options(group)
         except KeyError:
             options = None
         if options is not None and not _immutable(options):
             options = None
-        entry = (
-            group,
-            options,
-            numpy_class._hyper_tuple(values),
-            tuple(name in needed for name in numpy_class._state_arrays),
+        # Per state array: True, the step needs it; False, it passes None; None, it passes the
+        # array where the parameter has one (the float32 master copy of a 16-bit parameter).
+        used = tuple(
+            True
+            if name in needed
+            else (None if name == "master_param" and self.master_weights else False)
+            for name in numpy_class._state_arrays
         )
+        entry = (group, options, numpy_class._hyper_tuple(values), used)
         plan.hypers[id(group)] = entry
         return entry
 
@@ -544,6 +630,8 @@ class Optimizer(torch.optim.Optimizer):
                                 raise AssertionError("the plan was just built")
                             return None
                         lst.append(view)
+                    elif use is None:
+                        lst.append(views.get(name))
                     else:
                         lst.append(None)
                 if counts is not None:
@@ -555,7 +643,12 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- building the plan ---------------------------------------------------------------------
 
-    def _prepare(self, eager: Iterable[torch.Tensor] = (), rehome: bool = False) -> list:
+    def _prepare(
+        self,
+        eager: Iterable[torch.Tensor] = (),
+        rehome: bool = False,
+        sources: dict[int, Any] | None = None,
+    ) -> list:
         """Builds the plan for every parameter that has a gradient or state (and ``eager``):
         checks the parameters, creates missing state, adopts state tensors laid out like their
         parameter (or copies them into new memory that is, always with ``rehome``), and puts
@@ -563,13 +656,15 @@ class Optimizer(torch.optim.Optimizer):
         error it removes that itself."""
         created: list = []  # (param, name or None)
         try:
-            self._build_plan(eager, rehome, created)
+            self._build_plan(eager, rehome, created, sources or {})
         except BaseException:
             self._rollback(created)
             raise
         return created
 
-    def _build_plan(self, eager: Iterable[torch.Tensor], rehome: bool, created: list) -> None:
+    def _build_plan(
+        self, eager: Iterable[torch.Tensor], rehome: bool, created: list, sources: dict
+    ) -> None:
         self._plan = None
         numpy_class = self._numpy
         names = numpy_class._state_arrays
@@ -593,7 +688,9 @@ class Optimizer(torch.optim.Optimizer):
                 if needed is None:
                     needed = numpy_class._arrays(None, numpy_class._validate(_numbers(group)))
                 slot = _Slot(p, order)
-                new = st is None and bool(counts_steps or needed)
+                new = st is None and bool(
+                    counts_steps or needed or (self.master_weights and p.dtype in _HALF)
+                )
                 if new:
                     st = state[p]
                     created.append((p, None))
@@ -610,8 +707,22 @@ class Optimizer(torch.optim.Optimizer):
                     if not rehome and self._usable(t, p, order):
                         slot.adopt(key, t)
                     else:
+                        source = sources.get(id(p), {}).get(key)  # before torch's cast
+                        if isinstance(source, torch.Tensor) and source.shape == t.shape:
+                            t = source
                         requests.append((p, order, self._loaded(t, p, f"state of {name}[{key!r}]")))
                         receivers.append((slot, st, key))
+                if (
+                    stepping
+                    and self.master_weights
+                    and p.dtype in _HALF
+                    and "master_param" in names
+                    and st.get("master_param") is None
+                ):
+                    requests.append((p, order, p.detach()))  # a float32 copy of the parameter
+                    receivers.append((slot, st, "master_param"))
+                    if not new:
+                        created.append((p, "master_param"))
                 if counts_steps and st is not None:
                     slot.index = len(step_values)
                     step_values.append(
