@@ -47,6 +47,7 @@ __all__ = [
     "adam_step",
     "adam_step_multi",
     "available_isas",
+    "cuda",
     "get_isa",
     "get_num_threads",
     "reference",
@@ -57,6 +58,20 @@ __all__ = [
     "show_config",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # fastadam.cuda is imported on first use, so `import fastadam` stays as light as NumPy and
+    # the compiled CPU module, yet `fastadam.cuda.is_available()` works without its own import.
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module(".cuda", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"cuda"})
 
 # FASTADAM_ISA forces an instruction-set path for the whole process (used to test every path on
 # one machine). An unknown or unsupported name is an error, never a silent fallback.
