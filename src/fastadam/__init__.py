@@ -73,6 +73,7 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | {"cuda"})
 
+
 # FASTADAM_ISA forces an instruction-set path for the whole process (used to test every path on
 # one machine). An unknown or unsupported name is an error, never a silent fallback.
 if _os.environ.get("FASTADAM_ISA"):
