@@ -280,7 +280,7 @@ def test_one_native_call_per_step_for_all_groups_and_dtypes(monkeypatch):
         calls.append(len(args[0]))
         return _core.adam_step_sets(*args)
 
-    monkeypatch.setattr(optim, "_adam_step_sets", counting)
+    monkeypatch.setattr(optim.adam, "_adam_step_sets", counting)
     f32 = [np.ones(4, np.float32) for _ in range(3)]
     f64 = [np.ones(4) for _ in range(2)]
     opt = Adam([{"params": f32[:2] + f64}, {"params": f32[2:], "lr": 0.1}])

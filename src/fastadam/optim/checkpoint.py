@@ -1,0 +1,171 @@
+"""``.npz`` checkpoints of an optimizer's ``state_dict()``: no pickle, written atomically.
+
+A file holds one array per state entry (``state.<index>.<name>``) and a ``meta`` entry with the
+JSON of everything else (format, version, class, parameter groups, step counts). Saving to a path
+writes a temporary file in the same folder, flushes and fsyncs it, renames it over the target and
+fsyncs the folder, so a crash or a full disk mid-save leaves the previous checkpoint intact.
+Loading refuses every damaged or foreign file with one exception type, ``ValueError``, naming
+the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import IO, TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .base import Optimizer
+
+__all__ = ["load", "save"]
+
+FORMAT = "fastadam.optim"
+FORMAT_VERSION = 1
+
+PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+# Optimizer classes by name, filled by Optimizer.__init_subclass__: a checkpoint names its writer.
+CLASSES: dict[str, type[Optimizer]] = {}
+
+
+def _json_value(value: Any) -> Any:
+    """NumPy scalars and small arrays (an lr set to ``np.float32(0.01)``) as JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 64:
+        return value.tolist()
+    raise TypeError(f"a parameter group holds a value JSON cannot store: {value!r}")
+
+
+def _arrays_of(opt: Optimizer) -> dict[str, Any]:
+    sd = opt.state_dict()
+    arrays: dict[str, Any] = {}
+    steps = {}
+    for index, s in sd["state"].items():
+        # The indices with state, and their step counts (null for an optimizer without).
+        steps[str(index)] = int(s["step"]) if "step" in s else None
+        for name in opt._state_arrays:
+            if name in s:
+                arrays[f"state.{index}.{name}"] = s[name]
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "class": type(opt).__name__,
+        "param_groups": sd["param_groups"],
+        "steps": steps,
+    }
+    text = json.dumps(meta, allow_nan=True, default=_json_value)
+    arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def _write_npz(f: IO[bytes], arrays: dict[str, Any]) -> None:
+    np.savez(f, **arrays)
+
+
+def save(opt: Optimizer, file: PathOrFile) -> None:
+    """Write ``opt.state_dict()`` to ``file`` (a path, written atomically, or a binary file)."""
+    arrays = _arrays_of(opt)  # everything that can be refused is refused before any write
+    if not isinstance(file, (str, os.PathLike)):
+        _write_npz(file, arrays)
+        return
+    path = os.fspath(file)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable (best effort where folders cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Damaged(Exception):
+    """A problem with the file's contents, reported as ValueError naming the file."""
+
+
+def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
+    """The state dict stored in ``file``; _Damaged for anything that is not a valid checkpoint
+    of an optimizer like ``opt``."""
+    try:
+        npz = np.load(file, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _Damaged(f"not a .npz file ({exc})") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise _Damaged("not a .npz archive (a single .npy array)")
+    with npz:
+        if "meta" not in npz.files:
+            raise _Damaged("no 'meta' entry: not a fastadam optimizer checkpoint")
+        try:
+            meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+        except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
+            raise _Damaged(f"unreadable 'meta' entry ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise _Damaged("not a fastadam optimizer checkpoint")
+        if meta.get("version") != FORMAT_VERSION:
+            raise _Damaged(f"unknown format version {meta.get('version')!r}")
+        writer = meta.get("class")
+        if writer not in CLASSES:
+            raise _Damaged(f"written by an unknown optimizer class {writer!r}")
+        if CLASSES[writer]._state_arrays != opt._state_arrays:
+            raise _Damaged(f"holds the state of {writer}, not of {type(opt).__name__}")
+        steps, groups = meta.get("steps"), meta.get("param_groups")
+        if not isinstance(steps, dict) or not isinstance(groups, list):
+            raise _Damaged("'meta' lacks its 'steps' or 'param_groups'")
+        state = {}
+        for index, step in steps.items():
+            s: dict[str, Any] = {} if step is None else {"step": step}
+            for name in opt._state_arrays:
+                key = f"state.{index}.{name}"
+                if key in npz.files:
+                    try:
+                        s[name] = npz[key]
+                    except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
+                        raise _Damaged(f"unreadable entry {key!r} ({exc})") from exc
+            try:
+                state[int(index)] = s
+            except ValueError:
+                raise _Damaged(f"bad state index {index!r}") from None
+    return {"state": state, "param_groups": groups}
+
+
+def load(opt: Optimizer, file: PathOrFile) -> None:
+    """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it.
+
+    A missing or unreadable path raises the usual ``OSError``; a damaged file, another kind of
+    file, a checkpoint of another optimizer class or one that does not fit this optimizer's
+    parameters raises ``ValueError`` naming the file, and changes nothing.
+    """
+    name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
+    try:
+        state_dict = _read(file, opt)
+        opt.load_state_dict(state_dict)
+    except _Damaged as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ValueError(f"{name}: the checkpoint does not fit this optimizer: {exc}") from exc

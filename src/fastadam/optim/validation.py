@@ -1,0 +1,121 @@
+"""Checks shared by the optimizers: parameters, gradients, hyper-parameter values, loaded state.
+
+Each raises TypeError/ValueError naming the argument as the user wrote it; the ``*_ok`` forms are
+the cheap yes/no tests of the step's hot path, which builds a message only on failure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# A native call refuses bad input with one of these before writing anything.
+REFUSED = (TypeError, ValueError, KeyError, IndexError)
+
+SET_MESSAGE = (
+    "optimizer parameters need to be organized in ordered collections, but the ordering of "
+    "arrays in sets will change between runs. Please use a list instead."
+)
+
+
+def check_param(p: object, name: str) -> np.ndarray:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(p).__name__}")
+    if p.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64 (native byte order), got {p.dtype}")
+    flags = p.flags
+    if not flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous: an update applied to a copy is lost")
+    if not flags.aligned:
+        raise ValueError(f"{name} must be aligned to its element size")
+    if not flags.writeable:
+        raise ValueError(f"{name} is read-only; the optimizer updates parameters in place")
+    return p
+
+
+def check_grad(g: object, p: np.ndarray, name: str) -> None:
+    if not isinstance(g, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(g).__name__}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"{name} must have its parameter's dtype {p.dtype}, got {g.dtype}")
+    if g.shape != p.shape:
+        raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {g.shape}")
+    flags = g.flags
+    if not flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not flags.aligned:
+        raise ValueError(f"{name} must be aligned to its element size")
+
+
+def span(a: np.ndarray) -> tuple[int, int]:
+    begin = a.__array_interface__["data"][0]
+    return begin, begin + a.nbytes
+
+
+def check_no_overlap(spans: list[tuple[int, int, bool, Any]]) -> None:
+    """ValueError if a written span (begin, end, written, name) meets any other span."""
+    spans = sorted((s for s in spans if s[0] < s[1]), key=lambda s: s[0])
+    reach_any: tuple[int, int, bool, Any] | None = None
+    reach_written: tuple[int, int, bool, Any] | None = None
+    for s in spans:
+        clash = reach_any if s[2] else reach_written
+        if clash is not None and s[0] < clash[1]:
+            raise ValueError(f"{label(s[3])} and {label(clash[3])} share memory")
+        if reach_any is None or s[1] > reach_any[1]:
+            reach_any = s
+        if s[2] and (reach_written is None or s[1] > reach_written[1]):
+            reach_written = s
+
+
+def label(name: Any) -> str:
+    """Names are built only for error messages: ("grads", i) or ("param", group, j)."""
+    if isinstance(name, str):
+        return name
+    if name[0] == "grads":
+        return f"grads[{name[1]}]"
+    return f"param_groups[{name[1]}]['params'][{name[2]}]"
+
+
+def param_ok(p: Any) -> bool:
+    if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+        return False
+    flags = p.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable
+
+
+def grad_ok(g: Any, p: np.ndarray) -> bool:
+    if not isinstance(g, np.ndarray) or g.dtype != p.dtype or g.shape != p.shape:
+        return False
+    flags = g.flags
+    return flags.c_contiguous and flags.aligned
+
+
+def real(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a real number, got {value!r}") from None
+
+
+def as_step(value: Any, name: str) -> int:
+    """A step count from an int, a float, a 0-d array or a torch tensor's ``.numpy()``."""
+    a = np.asarray(value)
+    if a.ndim != 0 or a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a number or a 0-d array, got {value!r}")
+    x = float(a)
+    if not (math.isfinite(x) and x >= 0 and x == int(x)):
+        raise ValueError(f"{name} must be a whole number >= 0, got {x}")
+    return int(x)
+
+
+def loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
+    """A loaded state array, checked (floating point, its parameter's shape), not yet copied."""
+    a = np.asarray(value)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.shape != p.shape:
+        raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {a.shape}")
+    return a
