@@ -14,9 +14,10 @@ from fastadam import SGD, Adagrad, Adam, AdamW
 from fastadam._core import zeros_state
 
 PAGE = 4096
-# The state arrays of one parameter sit 1 KiB apart modulo 4 KiB, and 1 KiB from the
-# parameter rounded down to its cache line.
-MIN_DISTANCE = 1024 - 63
+# The state arrays of one parameter sit 1 KiB apart modulo 4 KiB, and at least 512 bytes from
+# the parameter (less its offset within a cache line).
+STATE_DISTANCE = 1024
+PARAM_DISTANCE = 512 - 63
 
 
 def page_distance(a: np.ndarray, b: np.ndarray) -> int:
@@ -24,9 +25,13 @@ def page_distance(a: np.ndarray, b: np.ndarray) -> int:
     return min(d, PAGE - d)
 
 
-def assert_staggered(arrays: list[np.ndarray]) -> None:
-    for a, b in itertools.combinations(arrays, 2):
-        assert page_distance(a, b) >= MIN_DISTANCE, [x.ctypes.data % PAGE for x in arrays]
+def assert_staggered(p: np.ndarray, state: list[np.ndarray]) -> None:
+    offsets = [x.ctypes.data % PAGE for x in (p, *state)]
+    for s in state:
+        assert page_distance(p, s) >= PARAM_DISTANCE, offsets
+        assert not np.shares_memory(p, s)
+    for a, b in itertools.combinations(state, 2):
+        assert page_distance(a, b) >= STATE_DISTANCE, offsets
         assert not np.shares_memory(a, b)
 
 
@@ -99,7 +104,7 @@ def test_state_arrays_are_staggered_against_their_parameter(name, dtype, kind):
         assert len(state) == count
         for s in state:
             assert s.shape == p.shape and s.dtype == p.dtype and s.ctypes.data % 64 == 0
-        assert_staggered([p, *state])
+        assert_staggered(p, state)
         arrays += state
     for a, b in itertools.combinations(arrays + params, 2):
         assert not np.shares_memory(a, b)
@@ -127,6 +132,23 @@ def test_loaded_state_is_staggered_too():
     other.load_state_dict(opt.state_dict())
     for p, q in zip(params, twins):
         state = [v for k, v in other.state[q].items() if k != "step"]
-        assert_staggered([q, *state])
+        assert_staggered(q, state)
         for k, v in opt.state[p].items():
             np.testing.assert_array_equal(other.state[q][k], v)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_large_state_arrays_are_staggered_modulo_1_mib_too(amsgrad):
+    # From 16 MiB on, the state arrays of one parameter also differ modulo 1 MiB (by 252 KiB or
+    # more), so that their addresses differ in bits 12-27 and not only in the page offset.
+    p = zeros_state((2**22,), np.dtype(np.float32))  # 16 MiB
+    small = np.ones(1000, np.float32)
+    opt = Adam([p, small], amsgrad=amsgrad)
+    opt.step([np.ones_like(p), np.ones_like(small)])
+    state = [v for k, v in opt.state[p].items() if k != "step"]
+    assert_staggered(p, state)
+    assert_staggered(small, [v for k, v in opt.state[small].items() if k != "step"])
+    mib = 1 << 20
+    for a, b in itertools.combinations([p, *state], 2):
+        d = (a.ctypes.data - b.ctypes.data) % mib
+        assert min(d, mib - d) >= 252 << 10, (a.ctypes.data % mib, b.ctypes.data % mib)
