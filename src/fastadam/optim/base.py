@@ -25,6 +25,7 @@ from .validation import (
     loaded_state,
     param_ok,
     span,
+    user_message,
 )
 
 __all__ = ["Grads", "Optimizer", "ParamGroup", "Params"]
@@ -36,8 +37,95 @@ PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
 def step_value(step: int) -> np.ndarray:
-    # torch keeps 'step' as a 0-d float32 tensor; float64 beyond float32's exact integers.
-    return np.array(step, dtype=np.float32 if step < 2**24 else np.float64)
+    """A step count as torch keeps it, a 0-d float32 array, with wider types where float32 (or
+    float64) would round it."""
+    if step < 2**24:
+        return np.array(step, dtype=np.float32)
+    return np.array(step, dtype=np.float64 if step <= 2**53 else np.int64)
+
+
+class ParamState(dict):
+    """A parameter's state dict, live: it is the truth the optimizer steps from.
+
+    The steady-state path keeps the state arrays in lists and the step count in one number
+    between steps; any write to this dict (a replaced ``exp_avg``, a reset ``step``) drops those
+    lists, so the next step reads the dict again, and reads of ``step`` bring it up to date first.
+    """
+
+    def __init__(self, owner: Optimizer | None, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self._owner = owner
+
+    def _before_write(self) -> None:
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner._drop_fast()
+
+    def _before_read(self) -> None:
+        owner = getattr(self, "_owner", None)
+        if owner is not None and owner._fast is not None:
+            owner._sync_steps()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._before_write()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._before_write()
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other: Any) -> ParamState:  # noqa: PYI034
+        self._before_write()
+        dict.update(self, other)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str) and key == "step":
+            self._before_read()
+        return dict.__getitem__(self, key)
+
+    def __reduce__(self) -> tuple:
+        self._before_read()
+        return (dict, (dict(self),))  # a copy or a pickle is a plain dict
+
+    def __repr__(self) -> str:
+        self._before_read()
+        return dict.__repr__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._before_read()
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _reading(name: str) -> Any:
+    method = getattr(dict, name)
+
+    def read(self: ParamState, *args: Any) -> Any:
+        self._before_read()
+        return method(self, *args)
+
+    read.__name__ = name
+    return read
+
+
+def _writing(name: str) -> Any:
+    method = getattr(dict, name)
+
+    def write(self: ParamState, *args: Any, **kwargs: Any) -> Any:
+        self._before_write()
+        return method(self, *args, **kwargs)
+
+    write.__name__ = name
+    return write
+
+
+for _name in ("get", "items", "values", "copy"):
+    setattr(ParamState, _name, _reading(_name))
+for _name in ("clear", "pop", "popitem", "setdefault", "update"):
+    setattr(ParamState, _name, _writing(_name))
+del _name
 
 
 class _Fast:
@@ -144,6 +232,25 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
+    # -- copies and pickles ------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """``copy.deepcopy`` and ``pickle`` carry the parameters and their state together: state
+        is keyed by the parameter's identity, so it travels as (parameter, state) pairs that
+        ``__setstate__`` keys again by the copies' identities."""
+        self._sync_steps()
+        out = dict(self.__dict__)
+        out["_state"] = [(p, dict(s)) for p, s in self._state.values()]
+        out["_fast"] = None
+        out["_spans"] = {}
+        return out
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        saved = dict(saved)
+        pairs = saved.pop("_state")
+        self.__dict__.update(saved)
+        self._state = {id(p): (p, ParamState(self, s)) for p, s in pairs}
+
     # -- what an optimizer defines -------------------------------------------------------------
 
     @staticmethod
@@ -202,7 +309,6 @@ class Optimizer:
     @property
     def state(self) -> Mapping[np.ndarray, dict[str, Any]]:
         """Per-parameter state, looked up by the parameter array itself: ``opt.state[param]``."""
-        self._drop_fast()  # the caller may replace state arrays; rebuild the cached lists
         return _StateView(self)
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
@@ -293,7 +399,7 @@ class Optimizer:
         fast = self._fast
         if fast is not None and self._counts_steps:
             for s in fast.states:
-                s["step"] = fast.t
+                dict.__setitem__(s, "step", fast.t)
 
     def _drop_fast(self) -> None:
         """Forget the cached lists, first bringing the state dicts up to date."""
@@ -316,9 +422,10 @@ class Optimizer:
         # Validate everything, then create state, then update: a bad input changes nothing.
         # (Names for messages are made only when something is wrong.)
         calls = []  # (values, params, grads)
+        where: list[tuple[int, int, int]] = []  # (group, index in group, index in grads) per call
         i = 0
         for gi, group in enumerate(groups):
-            by_dtype: dict[np.dtype, tuple[list, list]] = {}
+            by_dtype: dict[np.dtype, tuple[list, list, list]] = {}
             for j, p in enumerate(group["params"]):
                 g = grads[i]
                 if g is not None:
@@ -326,12 +433,14 @@ class Optimizer:
                         check_param(p, label(("param", gi, j)))
                     if not grad_ok(g, p):
                         check_grad(g, p, f"grads[{i}]")
-                    ps, gs = by_dtype.setdefault(p.dtype, ([], []))
+                    ps, gs, ws = by_dtype.setdefault(p.dtype, ([], [], []))
                     ps.append(p)
                     gs.append(g)
+                    ws.append((gi, j, i))
                 i += 1
-            for ps, gs in by_dtype.values():
+            for ps, gs, ws in by_dtype.values():
                 calls.append((values[gi], ps, gs))
+                where += ws
         created: list[tuple[int, str | None]] = []
         requests: list = []
         pending = []
@@ -349,7 +458,7 @@ class Optimizer:
             for v, ps, gs, states, fresh, needed in pending
         ]
         all_steps = [
-            [s["step"] + 1 for s in states] if self._counts_steps else None
+            [self._next_step(s) for s in states] if self._counts_steps else None
             for _, _, _, states, _, _ in prepared
         ]
         # Flat lists over every group and dtype, for the one native call.
@@ -369,13 +478,15 @@ class Optimizer:
                 lst += arrays.get(name) or [None] * len(ps)
         try:
             self._native(flat_params, flat_grads, flat_arrays, flat_steps, flat_fresh, flat_hypers)
-        except BaseException:
+        except BaseException as exc:
             # The native call refused before writing: forget the state created for it too.
             for key, name in reversed(created):
                 if name is None:
                     del self._state[key]
                 else:
                     del self._state[key][1][name]
+            if isinstance(exc, (TypeError, ValueError)) and len(exc.args) == 1:
+                raise type(exc)(user_message(str(exc), where)) from None
             raise
         for (_, _, _, states, _, _), steps in zip(prepared, all_steps):
             for s, t in zip(states, steps or ()):
@@ -391,6 +502,15 @@ class Optimizer:
                 t = steps[0] if steps is not None else 0
                 lists = tuple(arrays.get(name) for name in self._state_arrays)
                 self._fast = _Fast(groups[0], states, t, lists)
+
+    @staticmethod
+    def _next_step(state: dict[str, Any]) -> int:
+        """A parameter's step count after this step; a count the user wrote into the state dict
+        is checked first."""
+        t = state["step"]
+        if type(t) is not int:
+            t = as_step(t, "a parameter's state['step']")
+        return t + 1
 
     def _span_of(self, p: np.ndarray) -> tuple[int, int]:
         """A parameter's memory (begin, end), remembered: an array's memory never moves."""
@@ -411,7 +531,7 @@ class Optimizer:
         for it gets no entry."""
         entry = self._state.get(id(p))
         if entry is None or entry[0] is not p:
-            state: dict[str, Any] = {"step": 0} if self._counts_steps else {}
+            state = ParamState(self, step=0) if self._counts_steps else ParamState(self)
             if not state and not needed:
                 return state  # as torch's SGD without momentum: no state at all
             self._state[id(p)] = (p, state)
@@ -431,13 +551,15 @@ class Optimizer:
         return [p for g in self.param_groups for p in g["params"]]
 
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state in its ``torch.optim`` counterpart's layout, as copies.
+        """The optimizer's state in its ``torch.optim`` counterpart's layout.
 
         ``{'state': {index: {...}}, 'param_groups': [{...hyper-parameters..., 'params': [index,
         ...]}]}`` where an index counts parameters across groups in order, and a parameter's
         state holds the keys the class documents. ``step`` is a 0-d float32 array as torch keeps
-        it; arrays are copies, so later steps do not change a saved dict. Convert the arrays with
-        ``torch.from_numpy`` to load it into the torch optimizer.
+        it. The state arrays are the optimizer's own arrays, not copies (as torch returns its
+        tensors): a checkpoint costs no extra memory, and later steps change a dict you hold, so
+        copy it (``copy.deepcopy``) to keep a snapshot. ``load_state_dict`` copies what it loads.
+        Convert the arrays with ``torch.from_numpy`` to load it into the torch optimizer.
         """
         self._sync_steps()
         groups = []
@@ -456,7 +578,7 @@ class Optimizer:
                     )
                     for key in self._state_arrays:
                         if key in s:
-                            out[key] = s[key].copy()
+                            out[key] = dict.__getitem__(s, key)
                     if out:
                         state[k] = out
                 k += 1
@@ -502,7 +624,7 @@ class Optimizer:
             p = by_index[index]
             if not isinstance(saved, Mapping):
                 raise TypeError(f"state[{index}] must be a dict, got {type(saved).__name__}")
-            s: dict[str, Any] = {}
+            s = ParamState(self)
             if self._counts_steps:
                 s["step"] = as_step(saved.get("step"), f"state[{index}]['step']")
             arrays_before = len(requests)

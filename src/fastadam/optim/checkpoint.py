@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -73,12 +74,18 @@ def save(opt: Optimizer, file: PathOrFile) -> None:
     if not isinstance(file, (str, os.PathLike)):
         _write_npz(file, arrays)
         return
-    path = os.fspath(file)
+    write_atomically(os.fspath(file), lambda f: _write_npz(f, arrays))
+
+
+def write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s folder, flush and fsync it, rename it
+    over ``path``, fsync the folder; on any error the temporary file is removed and ``path``
+    is untouched. (Also used by ``fastadam.distributed``'s checkpoint folders.)"""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -154,6 +161,13 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
     return {"state": state, "param_groups": groups}
 
 
+def _read_path_or_file(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:  # closed even when numpy gives up on a damaged file
+            return _read(f, opt)
+    return _read(file, opt)
+
+
 def load(opt: Optimizer, file: PathOrFile) -> None:
     """Read a file written by ``save`` (never unpickles) and ``load_state_dict`` it.
 
@@ -163,7 +177,7 @@ def load(opt: Optimizer, file: PathOrFile) -> None:
     """
     name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
     try:
-        state_dict = _read(file, opt)
+        state_dict = _read_path_or_file(file, opt)
         opt.load_state_dict(state_dict)
     except _Damaged as exc:
         raise ValueError(f"{name}: {exc}") from None

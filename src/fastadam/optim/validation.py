@@ -7,6 +7,8 @@ the cheap yes/no tests of the step's hot path, which builds a message only on fa
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from typing import Any
 
 import numpy as np
@@ -94,21 +96,39 @@ def grad_ok(g: Any, p: np.ndarray) -> bool:
 
 
 def real(value: Any, what: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a real number, got {value!r}") from None
+    """A hyper-parameter as a float: a Python or NumPy real number (or a 0-d real array), never
+    a string, as torch refuses one."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {value!r}")
+    return float(value)
+
+
+# A step count must leave room for the next step in the native 64-bit counter.
+MAX_STEP = 2**63 - 2
 
 
 def as_step(value: Any, name: str) -> int:
-    """A step count from an int, a float, a 0-d array or a torch tensor's ``.numpy()``."""
-    a = np.asarray(value)
-    if a.ndim != 0 or a.dtype.kind not in "fiu":
+    """A loaded step count, exactly: an int, a whole float, a 0-d array (a torch tensor's
+    ``.numpy()``); from 0 to ``MAX_STEP``."""
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number or a 0-d array, got {value!r}")
-    x = float(a)
-    if not (math.isfinite(x) and x >= 0 and x == int(x)):
-        raise ValueError(f"{name} must be a whole number >= 0, got {x}")
-    return int(x)
+    a = np.asarray(value) if not isinstance(value, int) else None
+    if a is None:
+        step = value  # a Python int, of any size
+    elif a.ndim != 0 or a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a number or a 0-d array, got {value!r}")
+    elif a.dtype.kind == "f":
+        x = float(a)
+        if not (math.isfinite(x) and x == int(x)):
+            raise ValueError(f"{name} must be a whole number, got {x}")
+        step = int(x)
+    else:
+        step = int(a)  # exact for every integer dtype
+    if not 0 <= step <= MAX_STEP:
+        raise ValueError(f"{name} must be from 0 to {MAX_STEP}, got {step}")
+    return step
 
 
 def loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
@@ -119,3 +139,40 @@ def loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
     if a.shape != p.shape:
         raise ValueError(f"{name} must have its parameter's shape {p.shape}, got {a.shape}")
     return a
+
+
+# The state key behind each list argument of the native *_step_sets entries.
+_STATE_KEYS = {
+    "exp_avgs": "exp_avg",
+    "exp_avg_sqs": "exp_avg_sq",
+    "max_exp_avg_sqs": "max_exp_avg_sq",
+    "momentum_buffers": "momentum_buffer",
+    "state_sums": "sum",
+}
+_LIST_ENTRY = re.compile(r"\b([a-z_]+)\[(\d+)\](?:\[\d+\])?")
+
+
+def user_message(message: str, where: list[tuple[int, int, int]]) -> str:
+    """A native refusal of a step (which names its flat argument lists: ``exp_avgs[3]``) in the
+    user's terms: ``where[k]`` is (group, index in the group, index in ``grads``) of the k-th
+    parameter of the native call, and the names become ``param_groups[g]['params'][j]``,
+    ``grads[i]`` and ``state[param_groups[g]['params'][j]]['exp_avg']``."""
+
+    def rename(m: re.Match) -> str:
+        role, k = m.group(1), int(m.group(2))
+        if k >= len(where):
+            return m.group(0)
+        gi, j, i = where[k]
+        param = label(("param", gi, j))
+        if role == "params":
+            return param
+        if role == "grads":
+            return f"grads[{i}]"
+        if role == "steps":
+            return f"state[{param}]['step']"
+        if role == "hypers":
+            return f"param_groups[{gi}]"
+        key = _STATE_KEYS.get(role, role.removesuffix("s"))
+        return f"state[{param}][{key!r}]"
+
+    return _LIST_ENTRY.sub(rename, message)

@@ -1,0 +1,665 @@
+"""ZeRO-1 sharded optimizers: every rank keeps the optimizer state of only its own slice of the
+parameters, and all ranks end each step with identical parameters.
+
+A step, on every rank of the communicator:
+
+1. validate the gradients and hyper-parameters locally, then agree (``agreement.agree``): one
+   small ``Allreduce``; a problem on any rank raises the same error on every rank before
+   anything is written;
+2. per dtype, copy the gradients into a flat buffer and ``Reduce_scatter_block`` it with SUM,
+   then divide the own slice by the world size (skipped with ``averaged=True``: each rank then
+   reads its slice straight from the gradients it was given);
+3. per bucket of the own slice: update the parameters' elements in it with the single-process
+   optimizer's native entry (the same element arithmetic, so the same bits), copy them into the
+   flat parameter buffer and start a non-blocking ``Iallgatherv`` of the bucket, which then
+   travels while the next bucket is updated;
+4. as each bucket arrives, copy the other ranks' elements into the parameter arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from .. import _core
+from ..optim import SGD, Adagrad, Adam, AdamW
+from . import checkpoint
+from .agreement import agree, mpi
+from .layout import DtypeLayout, Piece
+
+__all__ = [
+    "DEFAULT_BUCKET_BYTES",
+    "ShardedAdagrad",
+    "ShardedAdam",
+    "ShardedAdamW",
+    "ShardedOptimizer",
+    "ShardedSGD",
+]
+
+# The allgather of one bucket overlaps the update of the next (bench/distributed_step.py).
+DEFAULT_BUCKET_BYTES = 4 << 20
+
+Grads = Sequence[Optional[np.ndarray]]
+
+
+class _Bucket:
+    """One range ``[lo, hi)`` of a dtype's shard (relative to the shard's start): the pieces of
+    parameters this rank updates in it, and those the other ranks send back."""
+
+    __slots__ = ("counts", "displs", "dtype", "hi", "lo", "others", "own")
+
+    def __init__(self, layout: DtypeLayout, rank: int, lo: int, hi: int) -> None:
+        self.dtype = layout.dtype
+        self.lo, self.hi = lo, hi
+        begin = rank * layout.shard
+        self.own: list[Piece] = layout.pieces(begin + lo, begin + hi)
+        self.others: list[Piece] = []
+        for q in range(layout.world):
+            if q != rank:
+                self.others += layout.pieces(q * layout.shard + lo, q * layout.shard + hi)
+        self.counts = [hi - lo] * layout.world
+        self.displs = [q * layout.shard + lo for q in range(layout.world)]
+
+
+class _Plan:
+    """A validated step: which parameters step, with which hyper-parameters and state."""
+
+    __slots__ = ("averaged", "desc", "hypers", "mask", "needed")
+
+    def __init__(self, averaged, mask, groups, hypers, needed) -> None:
+        self.averaged = averaged
+        self.mask = mask
+        self.hypers = hypers
+        self.needed = needed
+        self.desc = {
+            "averaged": averaged,
+            "param_groups": groups,
+            "gradients given (not None)": list(mask),
+        }
+
+
+class ShardedOptimizer:
+    """The machinery of the sharded optimizers (ZeRO stage 1 over an mpi4py communicator).
+
+    Not used directly: ``ShardedAdam``, ``ShardedAdamW``, ``ShardedSGD`` and ``ShardedAdagrad``
+    name the single-process optimizer (``_local``) whose validation, parameter groups, state
+    arrays and native entry they use; a sharded step calls that same native entry on the own
+    slice, so any fastadam optimizer shards without new native code.
+
+    Parameters are laid out in one flat buffer per dtype (``layout.DtypeLayout``); rank ``r``
+    owns the contiguous slice ``[r * shard, (r + 1) * shard)`` of it and holds optimizer state
+    for those elements only: ``shard = ceil(total / world)`` rounded up to 256 elements, where
+    ``total`` is the element count with each parameter starting on a 64-byte boundary.
+    """
+
+    _local: ClassVar[type] = Adam
+
+    def __init__(
+        self,
+        params: Any,
+        comm: Any,
+        bucket_bytes: int | None,
+        hyper: Mapping[str, Any],
+    ) -> None:
+        MPI = mpi()
+        self._MPI = MPI
+        # MPI's own types: reductions are defined on them (not on derived copies of them).
+        types = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
+        self._mpi_type = types.__getitem__
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank = self.comm.Get_rank()
+        self.world = self.comm.Get_size()
+
+        error = desc = None
+        try:
+            if bucket_bytes is not None and (
+                isinstance(bucket_bytes, bool)
+                or not isinstance(bucket_bytes, int)
+                or bucket_bytes <= 0
+            ):
+                raise ValueError(
+                    f"bucket_bytes must be a positive int or None, got {bucket_bytes!r}"
+                )
+            # The single-process optimizer validates the parameters and groups as it always does
+            # (types, duplicates, shared memory, hyper-parameters); it never holds state here.
+            self._opt = self._local(params, **hyper)
+            groups = self._opt.param_groups
+            self._params: list[np.ndarray] = [p for g in groups for p in g["params"]]
+            self._group_of = [gi for gi, g in enumerate(groups) for _ in g["params"]]
+            desc = {
+                "parameters": [f"{p.shape} {p.dtype}" for p in self._params],
+                "parameters per group": [len(g["params"]) for g in groups],
+                "param_groups": [_plain(g) for g in groups],
+                "bucket_bytes": bucket_bytes,
+            }
+        except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
+            error = exc
+        agree(self.comm, error, desc, "the optimizer's arguments")
+
+        self._bucket_bytes = bucket_bytes
+        n = len(self._params)
+        self._flat_views = [p.reshape(-1) for p in self._params]  # C-contiguous: views
+        by_dtype: dict[np.dtype, list[int]] = {}
+        for i, p in enumerate(self._params):
+            by_dtype.setdefault(p.dtype, []).append(i)
+        self._layouts = {
+            dt: DtypeLayout(dt, idx, [self._params[i].size for i in idx], self.world)
+            for dt, idx in by_dtype.items()
+        }
+        self._flat_params = {
+            dt: _core.zeros_state((L.length,), dt) for dt, L in self._layouts.items()
+        }
+        self._flat_grads: dict[np.dtype, np.ndarray] = {}
+        self._shard_grads: dict[np.dtype, np.ndarray] = {}
+        self._grad_views: list[np.ndarray] | None = None
+        self._buckets = self._make_buckets()
+        # Per-parameter bookkeeping, equal on every rank: step counts, the state arrays the
+        # parameter has, whether it has a state entry at all (torch's ``opt.state[p]``).
+        self._steps = [0] * n
+        self._has: list[set[str]] = [set() for _ in range(n)]
+        self._stateful = [False] * n
+        # dtype -> state name -> the own slice's state (``shard`` elements)
+        self._state: dict[np.dtype, dict[str, np.ndarray]] = {dt: {} for dt in self._layouts}
+
+        # Every rank starts from rank 0's parameters, as data-parallel training expects.
+        for dt, layout in self._layouts.items():
+            flat = self._flat_params[dt]
+            everything = layout.pieces(0, layout.total)
+            if self.rank == 0:
+                self._copy_in(everything, flat)
+            self.comm.Bcast([flat[: layout.total], self._mpi_type(dt)], root=0)
+            if self.rank != 0:
+                self._copy_out(everything, flat)
+        if self._opt._eager_state:
+            for i in range(n):
+                self._create_state(i, self._opt._arrays(self._opt.param_groups[self._group_of[i]]))
+
+    # -- what users see ------------------------------------------------------------------------
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The parameter groups, as in the single-process optimizer: set
+        ``opt.param_groups[i]['lr']`` between steps (the same value on every rank)."""
+        return self._opt.param_groups
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self._opt.defaults
+
+    @property
+    def grad_views(self) -> list[np.ndarray]:
+        """Arrays shaped like the parameters, inside the flat gradient buffer: write the
+        gradients into these and pass them to ``step``, and the step copies nothing before its
+        reduce-scatter."""
+        if self._grad_views is None:
+            views = []
+            for i, p in enumerate(self._params):
+                layout = self._layouts[p.dtype]
+                start = layout.start(i)
+                views.append(self._flat_grad(p.dtype)[start : start + p.size].reshape(p.shape))
+            self._grad_views = views
+        return self._grad_views
+
+    def shard_range(self, dtype: Any) -> tuple[int, int]:
+        """The range ``[begin, end)`` of the flat buffer of ``dtype`` that this rank owns."""
+        return self._layouts[np.dtype(dtype)].window(self.rank)
+
+    def memory(self) -> dict[str, int]:
+        """Bytes this rank holds: optimizer ``state`` (the own slice only), the flat
+        ``parameter_buffer`` the allgather fills, and the ``gradient_buffers`` of the
+        reduce-scatter (made at the first step without ``averaged``)."""
+        return {
+            "state": sum(a.nbytes for arrays in self._state.values() for a in arrays.values()),
+            "state_elements": sum(
+                a.size for arrays in self._state.values() for a in arrays.values()
+            ),
+            "parameter_buffer": sum(a.nbytes for a in self._flat_params.values()),
+            "gradient_buffers": sum(a.nbytes for a in self._flat_grads.values())
+            + sum(a.nbytes for a in self._shard_grads.values()),
+        }
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(self, grads: Grads, *, averaged: bool = False) -> None:
+        """Update every parameter in place, identically on every rank.
+
+        Every rank of the communicator must call it (a collective).
+
+        Parameters
+        ----------
+        grads : list or tuple of numpy.ndarray or None
+            This rank's gradients, one per parameter in parameter-group order, each of its
+            parameter's shape and dtype and C-contiguous; ``None`` leaves a parameter and its
+            state untouched (the same parameters on every rank).
+        averaged : bool
+            False (default): the gradients are summed across ranks (reduce-scatter) and divided
+            by the world size. True: they are already the average, the same on every rank (say,
+            from the caller's own allreduce); no gradient is communicated.
+
+        Raises
+        ------
+        TypeError, ValueError
+            On every rank, before any parameter or state is changed, when any rank's arguments
+            are bad (the message names the rank) or the ranks disagree on the hyper-parameters,
+            on which gradients are None, or on ``averaged``.
+        """
+        error = plan = desc = None
+        try:
+            plan = self._plan(grads, averaged)
+            desc = plan.desc
+        except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
+            error = exc
+        agree(self.comm, error, desc, "the step's arguments")
+        self._apply(grads, plan)
+
+    def _plan(self, grads: Grads, averaged: Any) -> _Plan:
+        if not isinstance(averaged, (bool, np.bool_)):
+            raise TypeError(f"averaged must be a bool, got {averaged!r}")
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(
+                "grads must be a list or tuple with one array (or None) per parameter, "
+                f"got {type(grads).__name__}"
+            )
+        n = len(self._params)
+        if len(grads) != n:
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {n} parameters")
+        for i, (g, p) in enumerate(zip(grads, self._params)):
+            if g is not None:
+                _check_grad(g, p, f"grads[{i}]")
+        opt = self._opt
+        values = [opt._normalized(g) for g in opt.param_groups]
+        return _Plan(
+            bool(averaged),
+            tuple(g is not None for g in grads),
+            [_plain(v) for v in values],
+            [opt._hyper_tuple(v) for v in values],
+            [opt._arrays(v) for v in values],
+        )
+
+    def _apply(self, grads: Grads, plan: _Plan) -> None:
+        MPI, comm, world = self._MPI, self.comm, self.world
+        mask = plan.mask
+        fresh = [False] * len(self._params)
+        for i, stepping in enumerate(mask):
+            if stepping:
+                fresh[i] = self._create_state(i, plan.needed[self._group_of[i]])
+
+        if not plan.averaged:
+            views = self._grad_views
+            for dt, layout in self._layouts.items():
+                flat = self._flat_grad(dt)
+                for k, i in enumerate(layout.indices):
+                    g = grads[i]
+                    if g is not None and (views is None or g is not views[i]):
+                        start = layout.offsets[k]
+                        np.copyto(flat[start : start + g.size], g.reshape(-1))
+                shard = self._shard_grad(dt)
+                kind = self._mpi_type(dt)
+                comm.Reduce_scatter_block([flat, kind], [shard, kind], op=MPI.SUM)
+                if world > 1:
+                    np.divide(shard, world, out=shard)
+
+        names = self._opt._state_arrays
+        counts = self._opt._counts_steps
+        steps = self._steps
+        requests = []
+        for bucket in self._buckets:
+            dt = bucket.dtype
+            flat = self._flat_params[dt]
+            begin = self._layouts[dt].window(self.rank)[0]
+            state = self._state[dt]
+            ps, gs, ts, fr, hs = [], [], [], [], []
+            arrays: dict[str, list] = {name: [] for name in names}
+            for piece in bucket.own:
+                i = piece.index
+                if not mask[i]:
+                    continue
+                lo = piece.flat - begin
+                hi = lo + piece.end - piece.begin
+                ps.append(self._flat_views[i][piece.begin : piece.end])
+                if plan.averaged:
+                    gs.append(grads[i].reshape(-1)[piece.begin : piece.end])
+                else:
+                    gs.append(self._shard_grads[dt][lo:hi])
+                has = self._has[i]
+                for name in names:
+                    arrays[name].append(state[name][lo:hi] if name in has else None)
+                if counts:
+                    ts.append(steps[i] + 1)
+                fr.append(fresh[i])
+                hs.append(plan.hypers[self._group_of[i]])
+            if ps:
+                self._opt._native(ps, gs, arrays, ts, fr, hs)
+            self._copy_in(bucket.own, flat)
+            if self._bucket_bytes is not None:
+                requests.append(
+                    comm.Iallgatherv(
+                        MPI.IN_PLACE,
+                        [flat, (bucket.counts, bucket.displs), self._mpi_type(dt)],
+                    )
+                )
+        if self._bucket_bytes is not None:
+            # Copy each bucket out as soon as it has arrived, while the later ones travel.
+            for _ in requests:
+                k = MPI.Request.Waitany(requests)
+                bucket = self._buckets[k]
+                self._copy_out(bucket.others, self._flat_params[bucket.dtype])
+        else:
+            for dt, flat in self._flat_params.items():
+                comm.Allgather(MPI.IN_PLACE, [flat, self._mpi_type(dt)])
+            for bucket in self._buckets:
+                self._copy_out(bucket.others, self._flat_params[bucket.dtype])
+        if counts:
+            for i, stepping in enumerate(mask):
+                if stepping:
+                    steps[i] += 1
+
+    # -- buffers and state ---------------------------------------------------------------------
+
+    def _make_buckets(self) -> list[_Bucket]:
+        buckets = []
+        for layout in self._layouts.values():
+            if self._bucket_bytes is None:
+                ranges = [(0, layout.shard)]
+            else:
+                ranges = layout.buckets(self._bucket_bytes // layout.dtype.itemsize)
+            buckets += [_Bucket(layout, self.rank, lo, hi) for lo, hi in ranges]
+        return buckets
+
+    def _flat_grad(self, dt: np.dtype) -> np.ndarray:
+        a = self._flat_grads.get(dt)
+        if a is None:
+            a = self._flat_grads[dt] = _core.zeros_state((self._layouts[dt].length,), dt)
+        return a
+
+    def _shard_grad(self, dt: np.dtype) -> np.ndarray:
+        a = self._shard_grads.get(dt)
+        if a is None:
+            a = self._shard_grads[dt] = _core.zeros_state((self._layouts[dt].shard,), dt)
+        return a
+
+    def _copy_in(self, pieces: list[Piece], flat: np.ndarray) -> None:
+        """Parameters' pieces into the flat buffer."""
+        views = self._flat_views
+        for piece in pieces:
+            flat[piece.flat : piece.flat + piece.end - piece.begin] = views[piece.index][
+                piece.begin : piece.end
+            ]
+
+    def _copy_out(self, pieces: list[Piece], flat: np.ndarray) -> None:
+        """The flat buffer's pieces into the parameters."""
+        views = self._flat_views
+        for piece in pieces:
+            views[piece.index][piece.begin : piece.end] = flat[
+                piece.flat : piece.flat + piece.end - piece.begin
+            ]
+
+    def _own_pieces(self, i: int) -> list[Piece]:
+        """Parameter ``i``'s pieces inside this rank's shard."""
+        layout = self._layouts[self._params[i].dtype]
+        begin, end = layout.window(self.rank)
+        start = layout.start(i)
+        lo, hi = max(begin, start), min(end, start + self._params[i].size)
+        return [Piece(i, lo - start, hi - start, lo)] if lo < hi else []
+
+    def _create_state(self, i: int, needed: Mapping[str, float]) -> bool:
+        """Give parameter ``i`` the state arrays of ``needed`` it lacks (its elements of the own
+        shard set to the initial value); True if any was created."""
+        created = False
+        dt = self._params[i].dtype
+        layout = self._layouts[dt]
+        begin = layout.window(self.rank)[0]
+        for name, fill in needed.items():
+            if name in self._has[i]:
+                continue
+            arrays = self._state[dt]
+            if name not in arrays:
+                arrays[name] = _core.zeros_state((layout.shard,), dt)
+            for piece in self._own_pieces(i):
+                lo = piece.flat - begin
+                arrays[name][lo : lo + piece.end - piece.begin] = fill
+            self._has[i].add(name)
+            created = True
+        if self._opt._counts_steps or needed:
+            self._stateful[i] = True
+        return created
+
+    # -- state dicts and checkpoints (checkpoint.py) ------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's state: its slices of the state arrays (copies, under ``'shards'``: dtype
+        name -> state name -> array) with everything that is the same on every rank (class,
+        parameter groups, parameter shapes, step counts, layouts). Loads back with
+        ``load_state_dict`` on the same rank of the same world size; ``save``/``load`` and
+        ``consolidated_state_dict`` work across world sizes. Not a collective."""
+        return checkpoint.state_dict(self)
+
+    def consolidated_state_dict(self, root: int = 0) -> dict[str, Any] | None:
+        """The whole state gathered to rank ``root`` in the single-process optimizer's (and
+        torch's) ``state_dict`` layout, which ``fastadam.Adam.load_state_dict`` and this
+        class's ``load_state_dict`` take at any world size; None on the other ranks.
+        A collective: every rank calls it. Rank ``root`` briefly holds the full state."""
+        return checkpoint.consolidated_state_dict(self, root)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a consolidated state dict (torch's layout, from ``consolidated_state_dict`` or
+        a single-process optimizer; every rank passes it and keeps its own slice), or this
+        rank's own ``state_dict()``. A collective; everything is checked, on every rank, before
+        anything changes."""
+        checkpoint.load_state_dict(self, state_dict)
+
+    def save(self, path: Any) -> None:
+        """Write a checkpoint folder: one file per rank and ``index.json``, each written
+        atomically, the index last (the previous checkpoint in the folder stays whole until
+        then). A collective; the folder must be visible to every rank. Parameters are not
+        saved (they are the same on every rank: save them from one)."""
+        checkpoint.save(self, path)
+
+    def load(self, path: Any) -> None:
+        """Read a checkpoint folder written by ``save`` at any world size, each rank reading
+        only the saved slices that overlap its own. A collective; checked on every rank before
+        anything changes."""
+        checkpoint.load(self, path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rank {self.rank} of {self.world}) over " + repr(
+            self._opt
+        ).replace("\n", "\n    ")
+
+
+def _plain(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A group's hyper-parameters (not its arrays), for comparing across ranks."""
+    return {key: value for key, value in group.items() if key != "params"}
+
+
+def _check_grad(g: Any, p: np.ndarray, name: str) -> None:
+    from ..optim.validation import check_grad
+
+    if not (
+        isinstance(g, np.ndarray)
+        and g.dtype == p.dtype
+        and g.shape == p.shape
+        and g.flags.c_contiguous
+        and g.flags.aligned
+    ):
+        check_grad(g, p, name)
+
+
+# -- the optimizers ----------------------------------------------------------------------------
+
+
+class ShardedAdam(ShardedOptimizer):
+    """Adam (``fastadam.Adam``) with its state sharded across the ranks of an MPI
+    communicator (ZeRO stage 1).
+
+    On the same averaged gradients, a step gives bitwise the parameters of
+    ``fastadam.Adam.step``: each rank updates its slice with the same native entry, whose
+    element arithmetic does not depend on how the elements are split.
+
+    Parameters
+    ----------
+    params : iterable of numpy.ndarray, or iterable of dict
+        As for ``fastadam.Adam``, with the same shapes, dtypes and groups on every rank
+        (checked: a difference raises on every rank). Rank 0's values are broadcast to the
+        others here, so that every rank starts from the same parameters.
+    comm : mpi4py.MPI.Intracomm, optional
+        The ranks that share the state (default ``MPI.COMM_WORLD``).
+    lr, betas, eps, weight_decay, amsgrad, maximize, bias_correction, decoupled_weight_decay
+        As for ``fastadam.Adam``; the same on every rank.
+    bucket_bytes : int or None
+        The own slice is updated and allgathered in buckets of about this many bytes, so that
+        one bucket travels while the next is updated (default 4 MiB); None updates the whole
+        slice, then allgathers it with one blocking collective.
+
+    Notes
+    -----
+    Supported: float32 and float64 parameters (one flat buffer per dtype), parameter groups,
+    every Adam option (weight decay, decoupled decay, amsgrad, maximize, bias correction),
+    ``None`` gradients. Each rank holds state for ``ceil(P / N)`` elements rounded up to a
+    256-element block, plus the alignment gaps (at most 15 float32 or 7 float64 elements per
+    parameter), and a full-size flat parameter buffer (and, without ``averaged``, gradient
+    buffers of that size and of one shard). Not yet supported: float16/bfloat16 parameters and
+    low-bit state (the layout already starts shards on 256-element blocks for them).
+    Communicator methods are collectives: every rank calls ``step``, ``state_dict``,
+    ``consolidated_state_dict``, ``save`` and ``load`` in the same order.
+    """
+
+    _local = Adam
+
+    def __init__(
+        self,
+        params: Any,
+        comm: Any = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        bias_correction: bool = True,
+        decoupled_weight_decay: bool = False,
+        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        super().__init__(
+            params,
+            comm,
+            bucket_bytes,
+            {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "maximize": maximize,
+                "bias_correction": bias_correction,
+                "decoupled_weight_decay": decoupled_weight_decay,
+            },
+        )
+
+
+class ShardedAdamW(ShardedOptimizer):
+    """AdamW (``fastadam.AdamW``, decoupled weight decay, default 1e-2) sharded as
+    ``ShardedAdam`` is; the same parameters without ``decoupled_weight_decay``."""
+
+    _local = AdamW
+
+    def __init__(
+        self,
+        params: Any,
+        comm: Any = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        bias_correction: bool = True,
+        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        super().__init__(
+            params,
+            comm,
+            bucket_bytes,
+            {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "maximize": maximize,
+                "bias_correction": bias_correction,
+            },
+        )
+
+
+class ShardedSGD(ShardedOptimizer):
+    """SGD (``fastadam.SGD``) with its momentum buffers sharded as ``ShardedAdam`` shards
+    Adam's state; the same parameters as ``fastadam.SGD`` plus ``comm`` and
+    ``bucket_bytes``."""
+
+    _local = SGD
+
+    def __init__(
+        self,
+        params: Any,
+        comm: Any = None,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        super().__init__(
+            params,
+            comm,
+            bucket_bytes,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+                "maximize": maximize,
+            },
+        )
+
+
+class ShardedAdagrad(ShardedOptimizer):
+    """Adagrad (``fastadam.Adagrad``) with its sums sharded as ``ShardedAdam`` shards Adam's
+    state; the same parameters as ``fastadam.Adagrad`` plus ``comm`` and ``bucket_bytes``."""
+
+    _local = Adagrad
+
+    def __init__(
+        self,
+        params: Any,
+        comm: Any = None,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        super().__init__(
+            params,
+            comm,
+            bucket_bytes,
+            {
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "weight_decay": weight_decay,
+                "initial_accumulator_value": initial_accumulator_value,
+                "eps": eps,
+                "maximize": maximize,
+            },
+        )
