@@ -59,6 +59,13 @@ def test_every_isa_path_agrees(cpp_build):
     assert "all ISA paths agree" in result.stdout
 
 
+def test_named_field_builders(cpp_build):
+    """fastadam/builders.hpp: every setter sets its own field; a tensor built by name steps
+    exactly like one filled in field by field (tests/cpp/test_builders.cpp)."""
+    result = run([cpp_build / "test_builders"])
+    assert "builders: all fields set by name" in result.stdout
+
+
 def test_installed_package_builds_the_example(cpp_build, tmp_path):
     """`cmake --install` gives headers, the static library and fastadamConfig.cmake; the C++
     example finds them with find_package(fastadam) and links fastadam::cpu."""
