@@ -2,10 +2,10 @@
 
 One group per size ("float32 n=2**20"). Each group holds ``fastadam.reference`` and fastadam on
 every ISA this CPU runs, on one thread; the default ISA also on all threads (every ISA at 2**20
-and 2**24); and ``fastadam.Adam.step`` when the optimizer class exists. With timing on, the run
-ends with a compact summary per size (bench/conftest.py). Every case first checks one untimed
-step element by element against a float64 oracle, then times repeated steps, then checks the
-timed steps changed the parameters and left them finite.
+and 2**24); and ``fastadam.Adam.step`` when the optimizer class exists. Every case first checks
+one untimed step element by element against a float64 oracle, then times repeated steps, then
+checks the timed steps changed the parameters and left them finite. A timed run ends with a
+compact summary per size (the root conftest.py).
 
 ``pytest --benchmark-only`` (repository root) times the suite; plain ``pytest`` runs each case
 once, untimed (see the root conftest.py).
