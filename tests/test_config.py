@@ -81,6 +81,40 @@ def test_fastadam_num_threads_env_sets_the_default():
     assert result.stdout.split() == ["3", "3"]
 
 
+@pytest.mark.parametrize(
+    "value", ["abc", "0", "1025", "2x", "-1", "+2", "1.5", "99999999999999999999"]
+)
+def test_fastadam_num_threads_env_is_checked_at_import(value):
+    """A bad value is an ImportError naming the variable, not an error at the first large step
+    (where it used to surface, possibly after part of a multi-dtype step had been written)."""
+    result = run_python("import fastadam", FASTADAM_NUM_THREADS=value)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "FASTADAM_NUM_THREADS" in result.stderr and value in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spaces", [" {} ", "\t{}\n", "{}  "], ids=["spaces", "tab-newline", "trailing"]
+)
+def test_environment_variables_ignore_surrounding_whitespace(spaces):
+    """One rule for both variables: surrounding whitespace is ignored."""
+    code = "import fastadam; print(fastadam.get_isa(), fastadam.get_num_threads())"
+    result = run_python(
+        code, FASTADAM_ISA=spaces.format("scalar"), FASTADAM_NUM_THREADS=spaces.format("3")
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["scalar", "3"]
+
+
+@pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
+def test_empty_environment_variables_count_as_unset(value):
+    code = "import fastadam; print(fastadam.get_isa(), fastadam._core.default_num_threads())"
+    unset = run_python(code)
+    blank = run_python(code, FASTADAM_ISA=value, FASTADAM_NUM_THREADS=value)
+    assert unset.returncode == 0 and blank.returncode == 0, unset.stderr + blank.stderr
+    assert blank.stdout == unset.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
 def test_default_threads_follow_the_affinity_mask():
     code = (

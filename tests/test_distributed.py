@@ -1,10 +1,11 @@
 """fastadam.distributed: sharded optimizers on 1, 2 and 3 MPI ranks.
 
 The checks run inside ``mpiexec -n N python -m mpi4py tests/mpi/worker.py SCENARIO SEED OUT``
-(every rank writes one ``CHECK`` line per check to its own file in OUT); each test here launches one such job with a
-timeout (a hung job is killed with its whole process group and fails the test) and asserts that
-every rank reported every check as ok. Skipped where mpi4py or mpiexec is missing
-(``pip install '.[distributed]'``). The layout arithmetic is tested here directly, without MPI.
+(every rank writes one ``CHECK`` line per check to its own file in OUT); each test here
+launches one such job with a timeout (a hung job is killed with its whole process group and
+fails the test) and asserts that every rank reported every check as ok. Skipped where mpi4py
+or mpiexec is missing (``pip install '.[distributed]'``). The layout arithmetic is tested here
+directly, without MPI.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ EQUALITY = {
 }
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [1, 2, 3])
 def test_bitwise_equal_to_single_process(n, tmp_path):
     """Adam and AdamW (L2 decay too), amsgrad on and off, float32, float64 and both at once,
     with and without buckets: parameters and consolidated state bitwise those of the

@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -144,3 +145,41 @@ def test_cpp_least_squares(tmp_path):
     # and it fails when the loss cannot fall far enough: one step
     one = subprocess.run([str(exe), "1"], capture_output=True, check=False, text=True, timeout=60)
     assert one.returncode == 1 and "FAILED" in one.stdout
+
+
+def test_distributed_mlp(tmp_path):
+    """Data-parallel digits on 2 ranks: learns, ends with the same parameters on every rank,
+    and each rank holds about half of the single-process optimizer's state."""
+    needs("sklearn", "mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("needs mpiexec (pip install '.[distributed]')")
+    command = [mpiexec, "-n", "2", sys.executable, "-m", "mpi4py"]
+    command += [str(EXAMPLES / "distributed_mlp.py"), "--quick", "--out", str(tmp_path)]
+    env = dict(os.environ, HYDRA_LAUNCHER="fork", FASTADAM_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,  # a timeout kills every rank, not only mpiexec
+    )
+    try:
+        out, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"distributed_mlp.py hung:\n{out[-4000:]}")
+    assert proc.returncode == 0, f"distributed_mlp.py failed:\n{out}"
+    (accuracy,) = printed(r"final test accuracy (\S+)", out)
+    assert accuracy > 0.8
+    assert "parameters identical on all 2 ranks: yes" in out
+    (single,) = printed(r"1 rank \(fastadam.Adam\): state (\d+) bytes", out)
+    for rank in (0, 1):
+        (state,) = printed(rf"rank {rank} of 2: state (\d+) bytes", out)
+        assert single / 2 <= state <= single / 2 + 2 * 256 * 4  # half, plus at most a block each
+    data = json.loads((tmp_path / "distributed_mlp.json").read_text())
+    assert data["ranks"] == 2 and data["parameters_identical"] is True
+    assert data["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-4)

@@ -1,23 +1,33 @@
 #include "array_checks.hpp"
 
+#include <pybind11/numpy.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+
+#include "small_vector.hpp"
 
 namespace fastadam::python {
 
 namespace {
 
-std::string shape_text(const std::vector<py::ssize_t>& shape) {
+using py::detail::array_proxy;
+using py::detail::npy_api;
+
+std::string shape_text(PyObject* array) {
+    const auto* a = array_proxy(array);
     std::ostringstream s;
     s << "(";
-    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
-    s << (shape.size() == 1 ? ",)" : ")");
+    for (int i = 0; i < a->nd; ++i) s << (i ? ", " : "") << a->dimensions[i];
+    s << (a->nd == 1 ? ",)" : ")");
     return s.str();
 }
 
-std::string type_text(const py::handle& obj) {
-    return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+std::string type_text(PyObject* obj) { return Py_TYPE(obj)->tp_name; }
+
+std::string dtype_text(PyObject* array) {
+    return py::str(reinterpret_cast<PyObject*>(array_proxy(array)->descr)).cast<std::string>();
 }
 
 std::string number_text(double x) {
@@ -26,80 +36,88 @@ std::string number_text(double x) {
     return s.str();
 }
 
-}  // namespace
-
-std::vector<py::ssize_t> shape_of(const py::array& a) {
-    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+// The two accepted dtypes' descriptors, looked up once and kept for the life of the process (a
+// static py::object would be released after the interpreter is gone). NumPy hands out one
+// descriptor object per built-in type, so a pointer comparison settles the usual case.
+PyObject* descr_of(Dtype d) {
+    static PyObject* const f32 = py::dtype::of<float>().release().ptr();
+    static PyObject* const f64 = py::dtype::of<double>().release().ptr();
+    return d == Dtype::float32 ? f32 : f64;
 }
+
+bool has_dtype(PyObject* array, Dtype d) {
+    PyObject* descr = array_proxy(array)->descr;
+    return descr == descr_of(d) || npy_api::get().PyArray_EquivTypes_(descr, descr_of(d));
+}
+
+bool is_array(PyObject* obj) { return npy_api::get().PyArray_Check_(obj); }
+
+bool same_shape(PyObject* a, PyObject* b) {
+    const auto* x = array_proxy(a);
+    const auto* y = array_proxy(b);
+    return x->nd == y->nd && std::equal(x->dimensions, x->dimensions + x->nd, y->dimensions);
+}
+
+}  // namespace
 
 std::string ArgName::str() const {
     return multi ? std::string(plural) + "[" + std::to_string(index) + "]" : std::string(single);
 }
 
-namespace {
-
-// The two accepted dtypes, looked up once and kept for the life of the process (a static
-// py::object would be released after the interpreter is gone).
-const py::dtype& dtype_of(Dtype d) {
-    static const auto* f32 = new py::dtype(py::dtype::of<float>());
-    static const auto* f64 = new py::dtype(py::dtype::of<double>());
-    return d == Dtype::float32 ? *f32 : *f64;
-}
-
-bool same_shape(const py::array& a, const py::array& b) {
-    return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
-}
-
-}  // namespace
-
-Dtype param_dtype(const py::handle& obj, const ArgName& name) {
-    if (!py::isinstance<py::array>(obj))
+Dtype param_dtype(PyObject* obj, const ArgName& name) {
+    if (!is_array(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
-    const auto dtype = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dtype.equal(dtype_of(Dtype::float32))) return Dtype::float32;
-    if (dtype.equal(dtype_of(Dtype::float64))) return Dtype::float64;
+    if (has_dtype(obj, Dtype::float32)) return Dtype::float32;
+    if (has_dtype(obj, Dtype::float64)) return Dtype::float64;
     throw py::type_error(name.str() + " must be float32 or float64 (native byte order), got " +
-                         py::str(dtype).cast<std::string>());
+                         dtype_text(obj));
 }
 
-py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
-                      const py::array& param) {
-    if (!py::isinstance<py::array>(obj))
+std::int64_t element_count(PyObject* array) {
+    const auto* a = array_proxy(array);
+    std::int64_t n = 1;
+    for (int i = 0; i < a->nd; ++i) n *= a->dimensions[i];
+    return n;
+}
+
+CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype dtype,
+                         PyObject* param) {
+    if (!is_array(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
-    auto a = py::reinterpret_borrow<py::array>(obj);
-    const py::dtype& expected = dtype_of(dtype);
-    if (!a.dtype().equal(expected))
-        throw py::type_error(name.str() + " must have dtype " +
-                             py::str(expected).cast<std::string>() + " like the parameter, got " +
-                             py::str(a.dtype()).cast<std::string>() +
+    if (!has_dtype(obj, dtype))
+        throw py::type_error(name.str() + " must have dtype " + dtype_text(param) +
+                             " like the parameter, got " + dtype_text(obj) +
                              " (arrays are never converted: an update applied to a copy is lost)");
-    if (!same_shape(a, param))
-        throw py::value_error(name.str() + " must have the parameter's shape " +
-                              shape_text(shape_of(param)) + ", got " + shape_text(shape_of(a)));
-    const int flags = a.flags();
-    if (!(flags & py::array::c_style))
+    if (!same_shape(obj, param))
+        throw py::value_error(name.str() + " must have the parameter's shape " + shape_text(param) +
+                              ", got " + shape_text(obj));
+    const auto* a = array_proxy(obj);
+    if (!(a->flags & npy_api::NPY_ARRAY_C_CONTIGUOUS_))
         throw py::value_error(name.str() +
                               " must be C-contiguous (an update applied to a copy is lost)");
-    if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    if (!(a->flags & npy_api::NPY_ARRAY_ALIGNED_))
         throw py::value_error(name.str() + " must be aligned to its element size");
-    if (written && !a.writeable()) throw py::value_error(name.str() + " must be writable");
-    return a;
+    if (written && !(a->flags & npy_api::NPY_ARRAY_WRITEABLE_))
+        throw py::value_error(name.str() + " must be writable");
+    const std::uintptr_t itemsize = dtype == Dtype::float32 ? 4 : 8;
+    return {a->data, static_cast<std::uintptr_t>(element_count(obj)) * itemsize, written};
 }
 
-void check_no_overlap(const std::vector<ArrayView>& arrays) {
+std::pair<long, long> find_overlap(const CheckedArray* arrays, std::size_t count) {
     struct Span {
         std::uintptr_t begin, end;
-        const ArrayView* view;
+        long index;
+        bool written;
     };
-    std::vector<Span> spans;
-    spans.reserve(arrays.size());
-    for (const auto& v : arrays) {
-        if (!v.present) continue;
-        const auto nbytes = static_cast<std::uintptr_t>(v.array.nbytes());
-        if (nbytes == 0) continue;
-        const auto begin = reinterpret_cast<std::uintptr_t>(v.array.data());
-        spans.push_back({begin, begin + nbytes, &v});
+    SmallVector<Span, 32> spans;
+    spans.reserve(count);
+    for (std::size_t k = 0; k < count; ++k) {
+        const CheckedArray& a = arrays[k];
+        if (a.data == nullptr || a.nbytes == 0) continue;
+        const auto begin = reinterpret_cast<std::uintptr_t>(a.data);
+        spans.push_back({begin, begin + a.nbytes, static_cast<long>(k), a.written});
     }
+    if (spans.size() < 2) return {-1, -1};
     std::sort(spans.begin(), spans.end(),
               [](const Span& a, const Span& b) { return a.begin < b.begin; });
     // Sweep in address order, remembering the furthest-reaching span seen so far, and the
@@ -107,14 +125,13 @@ void check_no_overlap(const std::vector<ArrayView>& arrays) {
     const Span* reach_any = nullptr;
     const Span* reach_written = nullptr;
     for (const auto& s : spans) {
-        const Span* clash = s.view->written ? reach_any : reach_written;
-        if (clash != nullptr && s.begin < clash->end)
-            throw py::value_error(s.view->name.str() + " and " + clash->view->name.str() +
-                                  " share memory; every array of an update must be distinct");
+        const Span* clash = s.written ? reach_any : reach_written;
+        if (clash != nullptr && s.begin < clash->end) return {s.index, clash->index};
         if (reach_any == nullptr || s.end > reach_any->end) reach_any = &s;
-        if (s.view->written && (reach_written == nullptr || s.end > reach_written->end))
+        if (s.written && (reach_written == nullptr || s.end > reach_written->end))
             reach_written = &s;
     }
+    return {-1, -1};
 }
 
 namespace {
@@ -166,10 +183,8 @@ void check_step(std::int64_t step, const std::string& name) {
     if (step < 1) throw py::value_error(name + " must be >= 1, got " + std::to_string(step));
 }
 
-}  // namespace fastadam::python
-
-namespace fastadam::python {
 void check_step(std::int64_t step, const ArgName& name) {
     if (step < 1) check_step(step, name.str());
 }
+
 }  // namespace fastadam::python

@@ -2,13 +2,11 @@
 // before any kernel runs, so a bad call leaves every array byte-identical.
 #pragma once
 
-#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "fastadam/kernels.hpp"
 
@@ -28,24 +26,28 @@ struct ArgName {
     std::string str() const;
 };
 
-// One checked array, remembered for the overlap test.
-struct ArrayView {
-    py::array array;  // unset when !present
-    ArgName name;
-    bool written;  // grads are only read
-    bool present = true;
+// What a kernel needs of one checked array. The caller keeps the array alive.
+struct CheckedArray {
+    void* data = nullptr;  // null for an optional array that was left out
+    std::uintptr_t nbytes = 0;
+    bool written = false;  // grads are only read
 };
 
-// Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param`,
-// writable when `written`; raises TypeError/ValueError naming it otherwise.
-py::array check_array(const py::handle& obj, const ArgName& name, bool written, Dtype dtype,
-                      const py::array& param);
-
 // The dtype of a parameter array (float32 or float64); TypeError otherwise.
-Dtype param_dtype(const py::handle& obj, const ArgName& name);
+Dtype param_dtype(PyObject* obj, const ArgName& name);
 
-// Raises ValueError if any written array shares memory with any other array.
-void check_no_overlap(const std::vector<ArrayView>& arrays);
+// Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param` (an
+// array already checked), writable when `written`; raises TypeError/ValueError naming it.
+CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype dtype,
+                         PyObject* param);
+
+// Elements of a checked array.
+std::int64_t element_count(PyObject* array);
+
+// Raises ValueError if any written array shares memory with any other array; name(k) names
+// arrays[k].
+template <class Name>
+void check_no_overlap(const CheckedArray* arrays, std::size_t count, const Name& name);
 
 // AdamHyper from the binding's arguments (shared by the CPU and CUDA modules).
 AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps,
@@ -59,6 +61,17 @@ void check_hyper(const AdagradHyper& h);
 void check_step(std::int64_t step, const std::string& name);
 void check_step(std::int64_t step, const ArgName& name);
 
-std::vector<py::ssize_t> shape_of(const py::array& a);
+// Sorted-sweep overlap test behind check_no_overlap: returns the indices of a clashing pair, or
+// {-1, -1}.
+std::pair<long, long> find_overlap(const CheckedArray* arrays, std::size_t count);
+
+template <class Name>
+void check_no_overlap(const CheckedArray* arrays, std::size_t count, const Name& name) {
+    const auto [later, earlier] = find_overlap(arrays, count);
+    if (later >= 0)
+        throw py::value_error(name(static_cast<std::size_t>(later)) + " and " +
+                              name(static_cast<std::size_t>(earlier)) +
+                              " share memory; every array of an update must be distinct");
+}
 
 }  // namespace fastadam::python

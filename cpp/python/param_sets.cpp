@@ -1,54 +1,77 @@
 #include "param_sets.hpp"
 
+#include <pybind11/numpy.h>
+
 namespace fastadam::python {
 
-std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi) {
-    return ArgName{single, plural, i, multi}.str();
-}
-
-CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
-                       const std::vector<Role>& roles, bool multi, bool mixed_dtypes) {
+CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t role_count,
+                       bool multi, bool mixed_dtypes) {
     CheckedSets out;
-    out.roles = roles.size();
-    out.views.reserve(sets.size() * roles.size());
-    out.dtypes.reserve(sets.size());
-    for (std::size_t i = 0; i < sets.size(); ++i) {
+    out.roles = role_count;
+    const std::size_t count = objects.size() / role_count;
+    out.arrays.reserve(objects.size());
+    for (std::size_t i = 0; i < count; ++i) {
+        PyObject* const* set = objects.data() + i * role_count;
         const ArgName param_name{roles[0].single, roles[0].plural, i, multi};
-        const Dtype d = param_dtype(sets[i][0], param_name);
-        if (i > 0 && d != out.dtype && !mixed_dtypes)
+        const Dtype d = param_dtype(set[0], param_name);
+        if (i > 0 && d != out.dtypes[0] && !mixed_dtypes)
             throw py::type_error(param_name.str() + " has another dtype than " +
-                                 argument_name(roles[0].single, roles[0].plural, 0, multi) +
+                                 ArgName{roles[0].single, roles[0].plural, 0, multi}.str() +
                                  ": one call updates one dtype");
-        if (i == 0) out.dtype = d;
         out.dtypes.push_back(d);
-        const auto param = py::reinterpret_borrow<py::array>(sets[i][0]);
-        for (std::size_t r = 0; r < roles.size(); ++r) {
-            const ArgName name{roles[r].single, roles[r].plural, i, multi};
-            if (roles[r].optional && sets[i][r].is_none()) {
-                out.views.push_back({py::reinterpret_steal<py::array>(py::handle()), name,
-                                     roles[r].written, false});
+        out.sizes.push_back(element_count(set[0]));
+        for (std::size_t r = 0; r < role_count; ++r) {
+            if (roles[r].optional && set[r] == nullptr) {
+                out.arrays.push_back(CheckedArray{});
                 continue;
             }
-            py::array a = check_array(sets[i][r], name, roles[r].written, d, param);
-            out.views.push_back({std::move(a), name, roles[r].written});
+            const ArgName name{roles[r].single, roles[r].plural, i, multi};
+            out.arrays.push_back(check_array(set[r], name, roles[r].written, d, set[0]));
         }
     }
-    check_no_overlap(out.views);
+    check_no_overlap(out.arrays.data(), out.arrays.size(), [&](std::size_t k) {
+        const Role& role = roles[k % role_count];
+        return ArgName{role.single, role.plural, k / role_count, multi}.str();
+    });
     return out;
 }
 
-std::vector<py::object> as_list(const py::handle& obj, const char* name) {
-    if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) ||
-        py::isinstance<py::array>(obj))
-        throw py::type_error(std::string(name) + " must be a list or tuple");
-    std::vector<py::object> out;
-    for (auto item : py::reinterpret_borrow<py::sequence>(obj))
-        out.push_back(py::reinterpret_borrow<py::object>(item));
+namespace {
+
+bool is_scalar_like(PyObject* obj) {
+    // Sequences that are one value, not a list of values.
+    return PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj) ||
+           py::detail::npy_api::get().PyArray_Check_(obj);
+}
+
+}  // namespace
+
+Items list_arg(PyObject* obj, const char* name, Held& held) {
+    Items out;
+    if (PyList_Check(obj) || PyTuple_Check(obj)) {
+        // Each item is held: validating a later item may run Python code (__index__, a dtype's
+        // comparison) that could change the list.
+        held.add(obj);
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);
+        PyObject** items = PySequence_Fast_ITEMS(obj);
+        out.reserve(static_cast<std::size_t>(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            held.add(items[i]);
+            out.push_back(items[i]);
+        }
+        return out;
+    }
+    if (!PySequence_Check(obj) || is_scalar_like(obj))
+        throw py::type_error(std::string(name) + " must be a list or tuple, got " + type_name(obj));
+    PyObject* list = PySequence_Fast(obj, "");
+    if (list == nullptr) throw py::error_already_set();
+    out = list_arg(list, name, held);
+    Py_DECREF(list);  // `held` has it now
     return out;
 }
 
-std::vector<py::object> as_list(const py::handle& obj, const char* name, std::size_t size) {
-    auto out = as_list(obj, name);
+Items list_arg(PyObject* obj, const char* name, std::size_t size, Held& held) {
+    Items out = list_arg(obj, name, held);
     if (out.size() != size)
         throw py::value_error(std::string(name) + " has " + std::to_string(out.size()) +
                               " entries but params has " + std::to_string(size));
@@ -56,63 +79,36 @@ std::vector<py::object> as_list(const py::handle& obj, const char* name, std::si
 }
 
 namespace {
-
-// True for Python ints and NumPy integers (anything with __index__), never for bools or floats.
-bool is_integer(const py::handle& obj) {
-    return !py::isinstance<py::bool_>(obj) && !py::isinstance<py::float_>(obj) &&
-           PyIndex_Check(obj.ptr());
-}
-
-std::int64_t to_int64(const py::handle& obj, const ArgName& name) {
-    if (!is_integer(obj))
-        throw py::type_error(name.str() + " must be an int, got " +
-                             py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
-    int overflow = 0;
-    const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
-    const long long value = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
-    if (overflow != 0) throw py::value_error(name.str() + " does not fit in a 64-bit integer");
-    return value;
-}
-
+// A per-set argument given as a list or tuple (anything else is one value for every set).
+bool is_per_set_list(PyObject* obj) { return PyList_Check(obj) || PyTuple_Check(obj); }
 }  // namespace
 
-std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size) {
-    // Anything but a list or tuple is meant as one step for every set: to_int64 names it.
-    if (is_integer(obj) || !py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj))
-        return std::vector<std::int64_t>(size, to_int64(obj, {name, name, 0, false}));
-    std::vector<std::int64_t> out;
-    const auto items = as_list(obj, name, size);
+SmallVector<std::int64_t, 8> int_per_set(PyObject* obj, const char* name, std::size_t size,
+                                         Held& held) {
+    if (!is_per_set_list(obj)) return {size, int_arg(obj, name)};
+    SmallVector<std::int64_t, 8> out;
+    const Items items = list_arg(obj, name, size, held);
     for (std::size_t i = 0; i < items.size(); ++i)
-        out.push_back(to_int64(items[i], {name, name, i, true}));
+        out.push_back(int_arg(items[i], ArgName{name, name, i, true}.str()));
     return out;
 }
 
-std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::size_t size) {
-    // numpy.bool_ is accepted too; the type object is looked up once and kept for good.
-    static PyObject* numpy_bool =
-        py::object(py::module_::import("numpy").attr("bool_")).release().ptr();
-    auto to_bool = [](const py::handle& item, const std::string& n) {
-        if (!py::isinstance<py::bool_>(item) && PyObject_IsInstance(item.ptr(), numpy_bool) != 1)
-            throw py::type_error(n + " must be a bool");
-        return PyObject_IsTrue(item.ptr()) == 1;
-    };
-    if (!py::isinstance<py::sequence>(obj)) return std::vector<bool>(size, to_bool(obj, name));
-    std::vector<bool> out;
-    const auto items = as_list(obj, name, size);
+SmallVector<bool, 8> bool_per_set(PyObject* obj, const char* name, std::size_t size, Held& held) {
+    if (!is_per_set_list(obj)) return {size, bool_arg(obj, name, false)};
+    SmallVector<bool, 8> out;
+    const Items items = list_arg(obj, name, size, held);
     for (std::size_t i = 0; i < items.size(); ++i)
-        out.push_back(to_bool(items[i], argument_name(name, name, i, true)));
+        out.push_back(bool_arg(items[i], ArgName{name, name, i, true}.str().c_str(), false));
     return out;
 }
 
-py::tuple hyper_tuple(const py::handle& obj, std::size_t size, std::size_t index,
-                      const char* layout) {
-    if (!py::isinstance<py::tuple>(obj) || py::len(obj) != size)
+void check_hyper_tuple(PyObject* obj, std::size_t size, std::size_t index, const char* layout) {
+    if (!PyTuple_Check(obj) || static_cast<std::size_t>(PyTuple_GET_SIZE(obj)) != size)
         throw py::type_error("hypers[" + std::to_string(index) + "] must be a tuple " + layout);
-    return py::reinterpret_borrow<py::tuple>(obj);
 }
 
-double tuple_double(const py::tuple& t, std::size_t k, std::size_t index) {
-    const double x = PyFloat_AsDouble(t[k].ptr());
+double tuple_double(PyObject* t, std::size_t k, std::size_t index) {
+    const double x = PyFloat_AsDouble(PyTuple_GET_ITEM(t, static_cast<Py_ssize_t>(k)));
     if (x == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         throw py::type_error("hypers[" + std::to_string(index) + "][" + std::to_string(k) +
@@ -121,8 +117,8 @@ double tuple_double(const py::tuple& t, std::size_t k, std::size_t index) {
     return x;
 }
 
-bool tuple_bool(const py::tuple& t, std::size_t k, std::size_t index) {
-    const int b = PyObject_IsTrue(t[k].ptr());
+bool tuple_bool(PyObject* t, std::size_t k, std::size_t index) {
+    const int b = PyObject_IsTrue(PyTuple_GET_ITEM(t, static_cast<Py_ssize_t>(k)));
     if (b < 0) {
         PyErr_Clear();
         throw py::type_error("hypers[" + std::to_string(index) + "][" + std::to_string(k) +

@@ -7,9 +7,10 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "array_checks.hpp"
+#include "entry.hpp"
+#include "small_vector.hpp"
 
 namespace fastadam::python {
 
@@ -21,85 +22,94 @@ struct Role {
     bool optional = false;  // None means "this set has no such array"
 };
 
-// The arrays of all sets, checked; views[set * roles + role] (absent optional arrays included,
-// with present = false).
-struct CheckedSets {
-    Dtype dtype = Dtype::float32;  // of every set, unless mixed dtypes were allowed
-    std::vector<Dtype> dtypes;     // per set
-    std::size_t roles = 0;
-    std::vector<ArrayView> views;
+// The objects of a call's sets, set-major: `roles` per set, nullptr for an optional array left
+// out (or None). Borrowed: a Held or the caller's arguments keep them alive.
+using SetObjects = SmallVector<PyObject*, 40>;
 
-    std::size_t count() const { return roles ? views.size() / roles : 0; }
+// A list argument's items (borrowed, see list_arg).
+using Items = SmallVector<PyObject*, 8>;
+
+// The arrays of all sets, checked; arrays[set * roles + role].
+struct CheckedSets {
+    std::size_t roles = 0;
+    SmallVector<Dtype, 8> dtypes;  // per set
+    SmallVector<std::int64_t, 8> sizes;
+    SmallVector<CheckedArray, 40> arrays;
+
+    std::size_t count() const { return dtypes.size(); }
     template <class T>
     T* data(std::size_t set, std::size_t role) const {
-        const ArrayView& v = views[set * roles + role];
-        return v.present ? static_cast<T*>(const_cast<void*>(v.array.data())) : nullptr;
+        return static_cast<T*>(arrays[set * roles + role].data);
     }
-    std::int64_t size(std::size_t set) const { return views[set * roles].array.size(); }
+    std::int64_t size(std::size_t set) const { return sizes[set]; }
 };
 
 // Role 0 must be the parameter: its dtype and shape are what the other roles must match. All
 // sets share one dtype unless mixed_dtypes is set.
-CheckedSets check_sets(const std::vector<std::vector<py::handle>>& sets,
-                       const std::vector<Role>& roles, bool multi, bool mixed_dtypes = false);
+CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t role_count,
+                       bool multi, bool mixed_dtypes = false);
 
-// `obj` as a list (a list or tuple; not a string or an array), optionally of a given length.
-std::vector<py::object> as_list(const py::handle& obj, const char* name);
-std::vector<py::object> as_list(const py::handle& obj, const char* name, std::size_t size);
+// The items of a list or tuple (or another sequence; never a str, bytes or array), each held
+// in `held` so that the caller may use them as borrowed references until it returns;
+// TypeError/ValueError naming `name`, optionally for a wrong length.
+Items list_arg(PyObject* obj, const char* name, Held& held);
+Items list_arg(PyObject* obj, const char* name, std::size_t size, Held& held);
 
-// An int, or a list of `size` ints (one per set); TypeError/ValueError naming `name`.
-std::vector<std::int64_t> int_per_set(const py::handle& obj, const char* name, std::size_t size);
+// An int for every set, or a list of `size` ints (one per set); TypeError/ValueError naming
+// `name` (or `name[i]`).
+SmallVector<std::int64_t, 8> int_per_set(PyObject* obj, const char* name, std::size_t size,
+                                         Held& held);
 
 // The same for bools.
-std::vector<bool> bool_per_set(const py::handle& obj, const char* name, std::size_t size);
-
-// The name of argument `single`/`plural` for set i, as the user wrote it.
-std::string argument_name(const char* single, const char* plural, std::size_t i, bool multi);
+SmallVector<bool, 8> bool_per_set(PyObject* obj, const char* name, std::size_t size, Held& held);
 
 // Hyper-parameters per set from `obj`: one tuple for every set, or a list of `size` tuples.
 // Sets of one optimizer group share one tuple object, which `parse(tuple, index)` reads once.
 template <class Hyper, class Parse>
-std::vector<Hyper> hypers_per_set(const py::handle& obj, std::size_t size, const Parse& parse) {
-    const bool one = py::isinstance<py::tuple>(obj);
-    const auto objects = one ? std::vector<py::object>() : as_list(obj, "hypers", size);
-    std::vector<Hyper> out(size);
+SmallVector<Hyper, 8> hypers_per_set(PyObject* obj, std::size_t size, Held& held,
+                                     const Parse& parse) {
+    const bool one = PyTuple_Check(obj);
+    const Items objects = one ? Items() : list_arg(obj, "hypers", size, held);
+    SmallVector<Hyper, 8> out(size, Hyper{});
     PyObject* previous = nullptr;
     for (std::size_t i = 0; i < size; ++i) {
-        const py::handle h = one ? obj : objects[i];
-        out[i] = h.ptr() == previous ? out[i - 1] : parse(h, i);
-        previous = h.ptr();
+        PyObject* h = one ? obj : objects[i];
+        out[i] = h == previous ? out[i - 1] : parse(h, i);
+        previous = h;
     }
     return out;
 }
 
 // Runs checked sets of either dtype: make(T{}, i) builds set i's kernel tensor of element type
-// T, and run(tensors, count) is called once per dtype present, without the GIL.
+// T, and run(tensors, count) is called once per dtype present, without the GIL. A call that
+// needs two kernels starts the thread pool first, so that nothing is written unless both run.
 template <class Make, class Run>
 void launch_by_dtype(const CheckedSets& sets, const Make& make, const Run& run) {
-    auto tensors_of = [&](auto zero) {
-        using T = decltype(zero);
-        const Dtype wanted = sizeof(T) == 4 ? Dtype::float32 : Dtype::float64;
-        std::vector<decltype(make(zero, std::size_t{0}))> out;
-        out.reserve(sets.count());
-        for (std::size_t i = 0; i < sets.count(); ++i)
-            if (sets.dtypes[i] == wanted) out.push_back(make(zero, i));
-        return out;
-    };
-    const auto f32 = tensors_of(0.0f);
-    const auto f64 = tensors_of(0.0);
-    // Safe without the GIL: the kernels touch only raw buffers, and `sets` holds a reference to
-    // every array until they return.
-    py::gil_scoped_release release;
-    if (!f32.empty()) run(f32.data(), f32.size());
-    if (!f64.empty()) run(f64.data(), f64.size());
+    SmallVector<decltype(make(0.0f, std::size_t{0})), 4> f32;
+    SmallVector<decltype(make(0.0, std::size_t{0})), 4> f64;
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < sets.count(); ++i) {
+        if (sets.dtypes[i] == Dtype::float32)
+            f32.push_back(make(0.0f, i));
+        else
+            f64.push_back(make(0.0, i));
+        total += sets.size(i);
+    }
+    // The pool is the one thing a kernel can fail to get (threads refused): the first dtype's
+    // update must not be written when the second cannot run.
+    if (!f32.empty() && !f64.empty() && total >= kParallelThreshold) start_threads();
+    // The kernels touch only raw buffers, which the caller keeps alive until they return.
+    without_gil([&] {
+        if (!f32.empty()) run(f32.data(), f32.size());
+        if (!f64.empty()) run(f64.data(), f64.size());
+    });
 }
 
-// A tuple entry as a double or a bool, TypeError naming hypers[index] otherwise.
-double tuple_double(const py::tuple& t, std::size_t k, std::size_t index);
-bool tuple_bool(const py::tuple& t, std::size_t k, std::size_t index);
+// A tuple entry as a double or a bool, TypeError naming hypers[index][k] otherwise.
+double tuple_double(PyObject* t, std::size_t k, std::size_t index);
+bool tuple_bool(PyObject* t, std::size_t k, std::size_t index);
 
 // `obj` as a tuple of `size` entries (the optimizer classes' hyper-parameter tuples).
-py::tuple hyper_tuple(const py::handle& obj, std::size_t size, std::size_t index,
-                      const char* layout);
+void check_hyper_tuple(PyObject* obj, std::size_t size, std::size_t index, const char* layout);
 
 }  // namespace fastadam::python

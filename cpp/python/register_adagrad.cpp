@@ -1,5 +1,5 @@
-// Bindings of the Adagrad kernels (torch.optim.Adagrad semantics): adagrad_step and
-// adagrad_step_multi.
+// Bindings of the Adagrad kernels (torch.optim.Adagrad semantics): adagrad_step,
+// adagrad_step_multi and the optimizer classes' adagrad_step_sets.
 #include "fastadam/kernels.hpp"
 #include "param_sets.hpp"
 #include "register.hpp"
@@ -8,13 +8,12 @@ namespace fastadam::python {
 
 namespace {
 
-const std::vector<Role> kAdagradRoles = {{"param", "params", true},
-                                         {"grad", "grads", false},
-                                         {"state_sum", "state_sums", true}};
+constexpr Role kAdagradRoles[] = {
+    {"param", "params", true}, {"grad", "grads", false}, {"state_sum", "state_sums", true}};
 
-// Runs validated sets (either dtype), each with its own hyper-parameters and step.
-void launch(const CheckedSets& sets, const std::vector<AdagradHyper>& hypers,
-            const std::vector<std::int64_t>& steps) {
+// Runs validated sets (either dtype); set i uses hypers[per_set_hyper ? i : 0] and steps[i].
+void launch(const CheckedSets& sets, const AdagradHyper* hypers, bool per_set_hyper,
+            const std::int64_t* steps) {
     const auto make = [&](auto zero, std::size_t i) {
         using T = decltype(zero);
         AdagradTensor<T> t;
@@ -22,19 +21,22 @@ void launch(const CheckedSets& sets, const std::vector<AdagradHyper>& hypers,
         t.grad = sets.data<T>(i, 1);
         t.state_sum = sets.data<T>(i, 2);
         t.size = sets.size(i);
-        t.scalars = make_scalars(hypers[i], steps[i]);
+        t.scalars = make_scalars(hypers[per_set_hyper ? i : 0], steps[i]);
         return t;
     };
     launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { adagrad_step(t, n); });
 }
 
-// Validates the hyper-parameters (one per set), steps and every array, then runs.
-void run(const std::vector<std::vector<py::handle>>& sets, const std::vector<AdagradHyper>& hypers,
-         const std::vector<std::int64_t>& steps, bool multi, bool mixed_dtypes = false) {
-    for (std::size_t i = 0; i < steps.size(); ++i)
-        check_step(steps[i], ArgName{"step", "steps", i, multi});
-    launch(check_sets(sets, kAdagradRoles, multi, mixed_dtypes), hypers, steps);
-}
+// adagrad_step and adagrad_step_multi share one parameter layout.
+enum AdagradArg { kParam, kGrad, kStateSum, kStep, kLr, kLrDecay, kWeightDecay, kEps, kMaximize };
+// The defaults written here are AdagradHyper's (adagrad_math.hpp), which adagrad_hyper falls
+// back to.
+constexpr const char* kAdagradStepParameters =
+    "param, grad, state_sum, *, step, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, "
+    "maximize=False";
+constexpr const char* kAdagradStepMultiParameters =
+    "params, grads, state_sums, *, steps, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, "
+    "maximize=False";
 
 AdagradHyper make_hyper(double lr, double lr_decay, double weight_decay, double eps,
                         bool maximize) {
@@ -47,69 +49,84 @@ AdagradHyper make_hyper(double lr, double lr_decay, double weight_decay, double 
     return h;
 }
 
+AdagradHyper adagrad_hyper(const Args& a) {
+    const AdagradHyper d;
+    const AdagradHyper h =
+        make_hyper(real_arg(a[kLr], "lr", d.lr), real_arg(a[kLrDecay], "lr_decay", d.lr_decay),
+                   real_arg(a[kWeightDecay], "weight_decay", d.weight_decay),
+                   real_arg(a[kEps], "eps", d.eps), bool_arg(a[kMaximize], "maximize", d.maximize));
+    check_hyper(h);
+    return h;
+}
+
+void adagrad_step_one(const Args& a) {
+    const AdagradHyper h = adagrad_hyper(a);
+    const std::int64_t step = int_arg(a[kStep], "step");
+    check_step(step, "step");
+    SetObjects objects;
+    for (int k : {kParam, kGrad, kStateSum}) objects.push_back(a[k]);
+    launch(check_sets(objects, kAdagradRoles, 3, false), &h, false, &step);
+}
+
+void adagrad_step_multi(const Args& a) {
+    const AdagradHyper h = adagrad_hyper(a);
+    Held held;
+    const Items params = list_arg(a[kParam], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[kGrad], "grads", n, held);
+    const Items sums = list_arg(a[kStateSum], "state_sums", n, held);
+    const auto steps = int_per_set(a[kStep], "steps", n, held);
+    SetObjects objects;
+    for (std::size_t i = 0; i < n; ++i) {
+        check_step(steps[i], ArgName{"step", "steps", i, true});
+        for (const Items* list : {&params, &grads, &sums}) objects.push_back((*list)[i]);
+    }
+    launch(check_sets(objects, kAdagradRoles, 3, true), &h, false, steps.data());
+}
+
 // The optimizer classes' entry, as adam_step_sets: every set of every group and dtype in one
 // call, all arguments positional.
-void adagrad_step_sets(py::object params, py::object grads, py::object state_sums,
-                       py::object steps, py::object hypers) {
-    const auto p = as_list(params, "params");
-    const std::size_t n = p.size();
-    const auto g = as_list(grads, "grads", n);
-    const auto s = as_list(state_sums, "state_sums", n);
-    const auto hyper_list =
-        hypers_per_set<AdagradHyper>(hypers, n, [](py::handle obj, std::size_t i) {
-            const py::tuple t =
-                hyper_tuple(obj, 5, i, "(lr, lr_decay, weight_decay, eps, maximize)");
-            const AdagradHyper h = make_hyper(tuple_double(t, 0, i), tuple_double(t, 1, i),
-                                              tuple_double(t, 2, i), tuple_double(t, 3, i),
-                                              tuple_bool(t, 4, i));
-            check_hyper(h);
-            return h;
-        });
-    std::vector<std::vector<py::handle>> sets(n);
-    for (std::size_t i = 0; i < n; ++i) sets[i] = {p[i], g[i], s[i]};
-    run(sets, hyper_list, int_per_set(steps, "steps", n), true, /*mixed_dtypes=*/true);
+void adagrad_step_sets(const Args& a) {
+    Held held;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    const Items sums = list_arg(a[2], "state_sums", n, held);
+    const auto hypers = hypers_per_set<AdagradHyper>(a[4], n, held, [](PyObject* t, std::size_t i) {
+        check_hyper_tuple(t, 5, i, "(lr, lr_decay, weight_decay, eps, maximize)");
+        const AdagradHyper h =
+            make_hyper(tuple_double(t, 0, i), tuple_double(t, 1, i), tuple_double(t, 2, i),
+                       tuple_double(t, 3, i), tuple_bool(t, 4, i));
+        check_hyper(h);
+        return h;
+    });
+    const auto steps = int_per_set(a[3], "steps", n, held);
+    SetObjects objects;
+    for (std::size_t i = 0; i < n; ++i) {
+        check_step(steps[i], ArgName{"step", "steps", i, true});
+        for (const Items* list : {&params, &grads, &sums}) objects.push_back((*list)[i]);
+    }
+    launch(check_sets(objects, kAdagradRoles, 3, true, /*mixed_dtypes=*/true), hypers.data(), true,
+           steps.data());
 }
 
 }  // namespace
 
 void register_adagrad(py::module_& m) {
-    using namespace pybind11::literals;
-    m.def(
-        "adagrad_step",
-        [](py::object param, py::object grad, py::object state_sum, py::object step, double lr,
-           double lr_decay, double weight_decay, double eps, bool maximize) {
-            const AdagradHyper h = make_hyper(lr, lr_decay, weight_decay, eps, maximize);
-            check_hyper(h);
-            run({{param, grad, state_sum}}, {h}, int_per_set(step, "step", 1), false);
-        },
-        "param"_a, "grad"_a, "state_sum"_a, py::kw_only(), "step"_a, "lr"_a = 1e-2,
-        "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10, "maximize"_a = false,
+    def_entry<adagrad_step_one>(
+        m, "adagrad_step", kAdagradStepParameters,
         R"doc(One Adagrad update of one parameter set, in place (torch.optim.Adagrad semantics).
 
 state_sum is the running sum of squared gradients (start it at initial_accumulator_value).
 step is the 1-based step count after incrementing. Validation as for adam_step.
 )doc");
-    m.def(
-        "adagrad_step_multi",
-        [](py::object params, py::object grads, py::object state_sums, py::object steps,
-           double lr, double lr_decay, double weight_decay, double eps, bool maximize) {
-            const auto p = as_list(params, "params");
-            const auto g = as_list(grads, "grads", p.size());
-            const auto s = as_list(state_sums, "state_sums", p.size());
-            std::vector<std::vector<py::handle>> sets(p.size());
-            for (std::size_t i = 0; i < p.size(); ++i) sets[i] = {p[i], g[i], s[i]};
-            const AdagradHyper h = make_hyper(lr, lr_decay, weight_decay, eps, maximize);
-            check_hyper(h);
-            run(sets, std::vector<AdagradHyper>(p.size(), h), int_per_set(steps, "steps", p.size()),
-                true);
-        },
-        "params"_a, "grads"_a, "state_sums"_a, py::kw_only(), "steps"_a, "lr"_a = 1e-2,
-        "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10, "maximize"_a = false,
+    def_entry<adagrad_step_multi>(
+        m, "adagrad_step_multi", kAdagradStepMultiParameters,
         "Adagrad update of many parameter sets in one native call. As adagrad_step otherwise.");
-    m.def("adagrad_step_sets", &adagrad_step_sets, "params"_a, "grads"_a, "state_sums"_a,
-          "steps"_a, "hypers"_a, py::pos_only(),
-          "The optimizer classes' entry: all sets of all groups and dtypes in one call; hypers "
-          "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set.");
+    def_entry<adagrad_step_sets>(
+        m, "adagrad_step_sets", "params, grads, state_sums, steps, hypers, /",
+        "The optimizer classes' entry: all sets of all groups and dtypes in one call; hypers "
+        "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set.");
 }
 
 }  // namespace fastadam::python

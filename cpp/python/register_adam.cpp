@@ -1,7 +1,6 @@
 // Bindings of the Adam kernels: adam_step (one parameter set), adam_step_multi (a list of sets
-// in one native call) and the bandwidth probe. Validate everything, release the GIL, run.
-#include <utility>
-
+// in one native call), adam_step_sets (the optimizer classes' entry) and the bandwidth probe.
+// Validate everything, release the GIL, run.
 #include "fastadam/kernels.hpp"
 #include "param_sets.hpp"
 #include "register.hpp"
@@ -10,18 +9,18 @@ namespace fastadam::python {
 
 namespace {
 
-const std::vector<Role> kAdamRoles = {{"param", "params", true},
-                                      {"grad", "grads", false},
-                                      {"exp_avg", "exp_avgs", true},
-                                      {"exp_avg_sq", "exp_avg_sqs", true},
-                                      {"max_exp_avg_sq", "max_exp_avg_sqs", true}};
+constexpr Role kAdamRoles[] = {{"param", "params", true},
+                               {"grad", "grads", false},
+                               {"exp_avg", "exp_avgs", true},
+                               {"exp_avg_sq", "exp_avg_sqs", true},
+                               {"max_exp_avg_sq", "max_exp_avg_sqs", true}};
 
 // What a validated call runs: the Adam update, or its memory traffic alone (benchmarks).
 enum class Kernel { adam, bandwidth_probe };
 
-// Runs validated sets (either dtype), each with its own coefficients.
-void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
-            const std::vector<std::int64_t>& steps, Kernel kernel) {
+// Runs validated sets (either dtype); set i uses hypers[per_set_hyper ? i : 0] and steps[i].
+void launch(const CheckedSets& sets, const AdamHyper* hypers, bool per_set_hyper,
+            const std::int64_t* steps, Kernel kernel) {
     const auto make = [&](auto zero, std::size_t i) {
         using T = decltype(zero);
         AdamTensor<T> t;
@@ -31,7 +30,7 @@ void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
         t.exp_avg_sq = sets.data<T>(i, 3);
         t.max_exp_avg_sq = sets.roles > 4 ? sets.data<T>(i, 4) : nullptr;
         t.size = sets.size(i);
-        t.scalars = make_scalars(hypers[i], steps[i]);
+        t.scalars = make_scalars(hypers[per_set_hyper ? i : 0], steps[i]);
         return t;
     };
     if (kernel == Kernel::adam)
@@ -40,130 +39,159 @@ void launch(const CheckedSets& sets, const std::vector<AdamHyper>& hypers,
         launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { bandwidth_probe(t, n); });
 }
 
-// Validates the hyper-parameters, steps and every array, then runs. `sets[i]` holds param,
-// grad, exp_avg, exp_avg_sq and, with amsgrad, max_exp_avg_sq.
-void run(const std::vector<std::vector<py::handle>>& sets, const AdamHyper& hyper,
-         const std::vector<std::int64_t>& steps, bool multi, Kernel kernel = Kernel::adam) {
-    check_hyper(hyper);
-    for (std::size_t i = 0; i < steps.size(); ++i)
-        check_step(steps[i], ArgName{"step", "steps", i, multi});
-    const std::vector<Role> roles(kAdamRoles.begin(), kAdamRoles.begin() + (hyper.amsgrad ? 5 : 4));
-    const CheckedSets checked = check_sets(sets, roles, multi);
-    launch(checked, std::vector<AdamHyper>(sets.size(), hyper), steps, kernel);
+PyObject* none_to_null(PyObject* obj) { return obj == Py_None ? nullptr : obj; }
+
+// adam_step and adam_step_multi share one parameter layout: four arrays (or lists), then the
+// keyword-only step(s) and hyper-parameters.
+enum AdamArg {
+    kParam,
+    kGrad,
+    kExpAvg,
+    kExpAvgSq,
+    kStep,
+    kLr,
+    kBetas,
+    kEps,
+    kWeightDecay,
+    kAmsgrad,
+    kMaxExpAvgSq,
+    kMaximize,
+    kDecoupled,
+    kBiasCorrection
+};
+// The defaults written here are AdamHyper's (adam_math.hpp), which adam_hyper falls back to.
+constexpr const char* kAdamStepParameters =
+    "param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
+    "weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None, maximize=False, decoupled=False, "
+    "bias_correction=True";
+constexpr const char* kAdamStepMultiParameters =
+    "params, grads, exp_avgs, exp_avg_sqs, *, steps, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
+    "weight_decay=0.0, amsgrad=False, max_exp_avg_sqs=None, maximize=False, decoupled=False, "
+    "bias_correction=True";
+
+// The hyper-parameters of an adam_step or adam_step_multi call, converted and checked.
+AdamHyper adam_hyper(const Args& a) {
+    const AdamHyper d;
+    const AdamHyper h = make_adam_hyper(
+        real_arg(a[kLr], "lr", d.lr), pair_arg(a[kBetas], "betas", {d.beta1, d.beta2}),
+        real_arg(a[kEps], "eps", d.eps), real_arg(a[kWeightDecay], "weight_decay", d.weight_decay),
+        bool_arg(a[kAmsgrad], "amsgrad", d.amsgrad), bool_arg(a[kMaximize], "maximize", d.maximize),
+        bool_arg(a[kDecoupled], "decoupled", d.decoupled),
+        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction));
+    check_hyper(h);
+    return h;
 }
 
-void adam_step_one(py::object param, py::object grad, py::object exp_avg, py::object exp_avg_sq,
-                   py::object step, double lr, std::pair<double, double> betas, double eps,
-                   double weight_decay, bool amsgrad, py::object max_exp_avg_sq, bool maximize,
-                   bool decoupled, bool bias_correction) {
-    const AdamHyper h =
-        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
-    if (amsgrad && max_exp_avg_sq.is_none())
-        throw py::value_error("max_exp_avg_sq is required when amsgrad=True");
-    if (!amsgrad && !max_exp_avg_sq.is_none())
-        throw py::value_error("max_exp_avg_sq is only used with amsgrad=True");
-    run({{param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq}}, h, int_per_set(step, "step", 1),
-        false);
+void check_amsgrad_array(bool amsgrad, PyObject* array, const char* name) {
+    if (amsgrad && array == nullptr)
+        throw py::value_error(std::string(name) + " is required when amsgrad=True");
+    if (!amsgrad && array != nullptr)
+        throw py::value_error(std::string(name) + " is only used with amsgrad=True");
 }
 
-// The sets of a multi call from its aligned lists (max_exp_avg_sqs only with amsgrad).
-std::vector<std::vector<py::handle>> adam_sets(const std::vector<py::object>& params,
-                                               py::handle grads, py::handle exp_avgs,
-                                               py::handle exp_avg_sqs, bool amsgrad,
-                                               py::handle max_exp_avg_sqs,
-                                               std::vector<py::object>& keep_alive) {
+void adam_step_one(const Args& a) {
+    const AdamHyper h = adam_hyper(a);
+    PyObject* max_exp_avg_sq = none_to_null(a[kMaxExpAvgSq]);
+    check_amsgrad_array(h.amsgrad, max_exp_avg_sq, "max_exp_avg_sq");
+    const std::int64_t step = int_arg(a[kStep], "step");
+    check_step(step, "step");
+    // The arrays are the caller's arguments, alive until this returns: no Held needed.
+    SetObjects objects;
+    for (int k : {kParam, kGrad, kExpAvg, kExpAvgSq}) objects.push_back(a[k]);
+    if (h.amsgrad) objects.push_back(max_exp_avg_sq);
+    launch(check_sets(objects, kAdamRoles, objects.size(), false), &h, false, &step, Kernel::adam);
+}
+
+void adam_step_multi(const Args& a) {
+    const AdamHyper h = adam_hyper(a);
+    Held held;
+    const Items params = list_arg(a[kParam], "params", held);
     const std::size_t n = params.size();
-    if (amsgrad && max_exp_avg_sqs.is_none())
-        throw py::value_error("max_exp_avg_sqs is required when amsgrad=True");
-    if (!amsgrad && !max_exp_avg_sqs.is_none())
-        throw py::value_error("max_exp_avg_sqs is only used with amsgrad=True");
-    const std::vector<std::vector<py::object>> lists = {
-        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
-        as_list(exp_avg_sqs, "exp_avg_sqs", n),
-        amsgrad ? as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n) : std::vector<py::object>(n)};
-    std::vector<std::vector<py::handle>> sets(n);
+    PyObject* maxes = none_to_null(a[kMaxExpAvgSq]);
+    check_amsgrad_array(h.amsgrad, maxes, "max_exp_avg_sqs");
+    const Items grads = list_arg(a[kGrad], "grads", n, held);
+    const Items exp_avgs = list_arg(a[kExpAvg], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[kExpAvgSq], "exp_avg_sqs", n, held);
+    const Items max_list = h.amsgrad ? list_arg(maxes, "max_exp_avg_sqs", n, held) : Items();
+    const auto steps = int_per_set(a[kStep], "steps", n, held);
+    for (std::size_t i = 0; i < n; ++i) check_step(steps[i], ArgName{"step", "steps", i, true});
+    SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
-        sets[i] = {params[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i]};
-        for (const auto& list : lists) keep_alive.push_back(list[i]);
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+        if (h.amsgrad) objects.push_back(max_list[i]);
     }
-    return sets;
+    launch(check_sets(objects, kAdamRoles, h.amsgrad ? 5 : 4, true), &h, false, steps.data(),
+           Kernel::adam);
 }
 
-void adam_step_multi(py::object params, py::object grads, py::object exp_avgs,
-                     py::object exp_avg_sqs, py::object steps, double lr,
-                     std::pair<double, double> betas, double eps, double weight_decay,
-                     bool amsgrad, py::object max_exp_avg_sqs, bool maximize, bool decoupled,
-                     bool bias_correction) {
-    const AdamHyper h =
-        make_adam_hyper(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction);
-    const auto p = as_list(params, "params");
-    std::vector<py::object> keep_alive;
-    const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, amsgrad, max_exp_avg_sqs, keep_alive);
-    run(sets, h, int_per_set(steps, "steps", p.size()), true);
-}
-
-void bandwidth_probe_multi(py::object params, py::object grads, py::object exp_avgs,
-                           py::object exp_avg_sqs) {
-    const auto p = as_list(params, "params");
-    std::vector<py::object> keep_alive;
-    const auto sets = adam_sets(p, grads, exp_avgs, exp_avg_sqs, false, py::none(), keep_alive);
-    run(sets, AdamHyper{}, std::vector<std::int64_t>(p.size(), 1), true, Kernel::bandwidth_probe);
+void bandwidth_probe_multi(const Args& a) {
+    Held held;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    const Items exp_avgs = list_arg(a[2], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
+    SetObjects objects;
+    for (std::size_t i = 0; i < n; ++i)
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+    const AdamHyper h;
+    const SmallVector<std::int64_t, 8> steps(n, 1);
+    launch(check_sets(objects, kAdamRoles, 4, true), &h, false, steps.data(),
+           Kernel::bandwidth_probe);
 }
 
 // One hyper-parameter tuple of adam_step_sets, checked.
-AdamHyper hyper_from_tuple(const py::handle& obj, std::size_t i) {
-    const py::tuple t = hyper_tuple(obj, 9, i,
-                                    "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
-                                    "decoupled, bias_correction)");
-    const AdamHyper h = make_adam_hyper(
-        tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
-        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i), tuple_bool(t, 6, i),
-        tuple_bool(t, 7, i), tuple_bool(t, 8, i));
+AdamHyper hyper_from_tuple(PyObject* t, std::size_t i) {
+    check_hyper_tuple(t, 9, i,
+                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
+                      "bias_correction)");
+    const AdamHyper h =
+        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
+                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
+                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i));
     check_hyper(h);
     return h;
 }
 
 // The optimizer classes' entry: every parameter set of every group and dtype in one call, each
 // set with its own step and hyper-parameter tuple (sets of one group share one tuple object,
-// which is read once). All arguments positional: pybind11 looks each keyword argument up by a
-// freshly made string, which costs more than the whole update of a small tensor. Everything is
-// validated before anything is written, then one kernel call runs per dtype.
-void adam_step_sets(py::object params, py::object grads, py::object exp_avgs,
-                    py::object exp_avg_sqs, py::object max_exp_avg_sqs, py::object steps,
-                    py::object hypers) {
-    const auto p = as_list(params, "params");
-    const std::size_t n = p.size();
-    const std::vector<std::vector<py::object>> lists = {
-        as_list(grads, "grads", n), as_list(exp_avgs, "exp_avgs", n),
-        as_list(exp_avg_sqs, "exp_avg_sqs", n), as_list(max_exp_avg_sqs, "max_exp_avg_sqs", n)};
-    const auto step_list = int_per_set(steps, "steps", n);
-    const auto hyper_list = hypers_per_set<AdamHyper>(hypers, n, hyper_from_tuple);
+// which is read once). Everything is validated before anything is written, then one kernel call
+// runs per dtype.
+void adam_step_sets(const Args& a) {
+    Held held;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    const Items exp_avgs = list_arg(a[2], "exp_avgs", n, held);
+    const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
+    const Items maxes = list_arg(a[4], "max_exp_avg_sqs", n, held);
+    const auto steps = int_per_set(a[5], "steps", n, held);
+    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, hyper_from_tuple);
+    SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
-        check_step(step_list[i], ArgName{"step", "steps", i, true});
-        if (hyper_list[i].amsgrad == lists[3][i].is_none())
-            throw py::value_error("max_exp_avg_sqs[" + std::to_string(i) + "] must be " +
-                                  (hyper_list[i].amsgrad ? "an array (amsgrad=True)"
-                                                         : "None (amsgrad=False)"));
+        check_step(steps[i], ArgName{"step", "steps", i, true});
+        PyObject* max = none_to_null(maxes[i]);
+        if (hypers[i].amsgrad != (max != nullptr))
+            throw py::value_error(
+                "max_exp_avg_sqs[" + std::to_string(i) + "] must be " +
+                (hypers[i].amsgrad ? "an array (amsgrad=True)" : "None (amsgrad=False)"));
+        for (const Items* list : {&params, &grads, &exp_avgs, &exp_avg_sqs})
+            objects.push_back((*list)[i]);
+        objects.push_back(max);
     }
-    std::vector<std::vector<py::handle>> sets(n);
-    for (std::size_t i = 0; i < n; ++i)
-        sets[i] = {p[i], lists[0][i], lists[1][i], lists[2][i], lists[3][i]};
-    std::vector<Role> roles = kAdamRoles;
+    Role roles[5] = {kAdamRoles[0], kAdamRoles[1], kAdamRoles[2], kAdamRoles[3], kAdamRoles[4]};
     roles[4].optional = true;
-    launch(check_sets(sets, roles, true, /*mixed_dtypes=*/true), hyper_list, step_list,
-           Kernel::adam);
+    launch(check_sets(objects, roles, 5, true, /*mixed_dtypes=*/true), hypers.data(), true,
+           steps.data(), Kernel::adam);
 }
 
 }  // namespace
 
 void register_adam(py::module_& m) {
-    using namespace pybind11::literals;
-    m.def("adam_step", &adam_step_one, "param"_a, "grad"_a, "exp_avg"_a, "exp_avg_sq"_a,
-          py::kw_only(), "step"_a, "lr"_a = 1e-3, "betas"_a = std::make_pair(0.9, 0.999),
-          "eps"_a = 1e-8, "weight_decay"_a = 0.0, "amsgrad"_a = false,
-          "max_exp_avg_sq"_a = py::none(), "maximize"_a = false, "decoupled"_a = false,
-          "bias_correction"_a = true,
-          R"doc(One fused Adam/AdamW update of one parameter set, in place.
+    def_entry<adam_step_one>(m, "adam_step", kAdamStepParameters,
+                             R"doc(One fused Adam/AdamW update of one parameter set, in place.
 
 Parameters
 ----------
@@ -173,6 +201,8 @@ param, grad, exp_avg, exp_avg_sq : numpy.ndarray
 step : int
     The 1-based step count of this update (increment it before calling).
 lr, betas, eps, weight_decay, amsgrad, maximize : as torch.optim.Adam.
+    Real numbers (Python or NumPy scalars) and bools; a string, an array or a bool in place
+    of a number is a TypeError.
 max_exp_avg_sq : numpy.ndarray, optional
     Required with amsgrad=True, forbidden otherwise.
 decoupled : bool
@@ -185,29 +215,27 @@ Raises
 TypeError, ValueError
     Before any array is written, naming the offending argument.
 )doc");
-    m.def("adam_step_multi", &adam_step_multi, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a, py::kw_only(), "steps"_a, "lr"_a = 1e-3,
-          "betas"_a = std::make_pair(0.9, 0.999), "eps"_a = 1e-8, "weight_decay"_a = 0.0,
-          "amsgrad"_a = false, "max_exp_avg_sqs"_a = py::none(), "maximize"_a = false,
-          "decoupled"_a = false, "bias_correction"_a = true,
-          R"doc(Adam/AdamW update of many parameter sets in one native call, in place.
+    def_entry<adam_step_multi>(
+        m, "adam_step_multi", kAdamStepMultiParameters,
+        R"doc(Adam/AdamW update of many parameter sets in one native call, in place.
 
 The lists are aligned element by element; every array of every set is validated before any is
 written. All params share one dtype. ``steps`` is one int for all sets or one int per set.
 The work of the whole call is split across the thread pool in contiguous chunks.
 Hyper-parameters are as for adam_step.
 )doc");
-    m.def("adam_step_sets", &adam_step_sets, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a, "max_exp_avg_sqs"_a, "steps"_a, "hypers"_a, py::pos_only(),
-          "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
-          "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
-          "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
-          "decoupled, bias_correction) or one per set. Everything is validated before anything "
-          "is written.");
-    m.def("bandwidth_probe", &bandwidth_probe_multi, "params"_a, "grads"_a, "exp_avgs"_a,
-          "exp_avg_sqs"_a,
-          "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "
-          "across threads exactly like adam_step_multi: the bandwidth reference for benchmarks.");
+    def_entry<adam_step_sets>(
+        m, "adam_step_sets",
+        "params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, hypers, /",
+        "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
+        "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
+        "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
+        "decoupled, bias_correction) or one per set. Everything is validated before anything "
+        "is written.");
+    def_entry<bandwidth_probe_multi>(
+        m, "bandwidth_probe", "params, grads, exp_avgs, exp_avg_sqs",
+        "Adam's memory traffic without its math (p += g, m += g, v += g), validated and split "
+        "across threads exactly like adam_step_multi: the bandwidth reference for benchmarks.");
 }
 
 }  // namespace fastadam::python

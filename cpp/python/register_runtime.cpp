@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "entry.hpp"
 #include "fastadam/kernels.hpp"
 #include "fastadam/state_memory.hpp"
 #include "register.hpp"
@@ -36,6 +37,16 @@ py::array zeros_state(const std::vector<py::ssize_t>& shape, const py::dtype& dt
     return py::array(dtype, shape, {}, memory, owner);
 }
 
+void set_isa_entry(const Args& a) { set_isa(isa_from_name(str_arg(a[0], "name"))); }
+
+void set_num_threads_entry(const Args& a) {
+    const std::int64_t n = int_arg(a[0], "n");
+    if (n < 1 || n > kMaxThreads)
+        throw py::value_error("num_threads must be from 1 to " + std::to_string(kMaxThreads) +
+                              ", got " + std::to_string(n));
+    set_num_threads(static_cast<int>(n));
+}
+
 }  // namespace
 
 void register_runtime(py::module_& m) {
@@ -43,13 +54,16 @@ void register_runtime(py::module_& m) {
     // C++ std::invalid_argument from the core becomes ValueError (pybind11's default mapping).
     m.def("available_isas", &isa_names,
           "Instruction-set paths this build has and this CPU runs, best first.");
-    m.def("get_isa", [] { return std::string(isa_name(active_isa())); },
-          "The instruction-set path in use.");
-    m.def("set_isa", [](const std::string& name) { set_isa(isa_from_name(name)); }, "name"_a,
-          "Force an instruction-set path (one of available_isas()); ValueError otherwise.");
+    m.def(
+        "get_isa", [] { return std::string(isa_name(active_isa())); },
+        "The instruction-set path in use.");
+    def_entry<set_isa_entry>(
+        m, "set_isa", "name",
+        "Force an instruction-set path (one of available_isas()); ValueError otherwise.");
     m.def("get_num_threads", &num_threads, "Threads a large step uses, the caller included.");
-    m.def("set_num_threads", &set_num_threads, "n"_a,
-          "Set the threads a large step uses (1 to 1024), the caller included.");
+    def_entry<set_num_threads_entry>(
+        m, "set_num_threads", "n",
+        "Set the threads a large step uses (an int from 1 to 1024), the caller included.");
     m.def("default_num_threads", &default_num_threads,
           "FASTADAM_NUM_THREADS if set, else the CPUs this process may run on.");
     m.attr("parallel_threshold") = kParallelThreshold;

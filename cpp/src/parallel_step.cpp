@@ -1,12 +1,23 @@
 // adam_step: one call over many tensors, split into contiguous chunks across the thread pool.
 #include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 #if defined(__linux__)
 #include <sched.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FASTADAM_HAVE_FORK 1
+#else
+#define FASTADAM_HAVE_FORK 0
 #endif
 
 #include "fastadam/kernels.hpp"
@@ -17,22 +28,56 @@ namespace fastadam {
 
 namespace {
 
-constexpr int kMaxThreads = 1024;
 // Each worker gets at least this many elements, so that a mid-sized call wakes only the
 // threads its work pays for.
 constexpr std::int64_t kMinElementsPerThread = 1 << 14;
 constexpr std::int64_t kCacheLineBytes = 64;
 constexpr std::int64_t kChunksPerThread = 4;
 
-std::mutex pool_mutex;
-std::shared_ptr<ThreadPool> pool;  // guarded by pool_mutex
+// The process's pool and the thread count asked for. Never destroyed: a daemon thread may still
+// be stepping while the process exits (destroying the pool then would join workers under its
+// feet), and a forked child abandons its parent's state without touching it (below).
+struct PoolState {
+    std::mutex mutex;
+    std::shared_ptr<ThreadPool> pool;  // guarded by mutex; made on first use
+    std::atomic<int> threads{0};       // set_num_threads's count; 0 for the default
+};
+
+std::atomic<PoolState*> pool_state{new PoolState};
+
+#if FASTADAM_HAVE_FORK
+// In a child of fork() only the forking thread exists: the parent's workers are gone and its
+// pool mutex may have been held by a thread that no longer exists. The child therefore drops the
+// parent's state unread (leaking a few hundred bytes) and starts its own pool on first use, with
+// the thread count the parent had asked for.
+void forget_parent_pool() {
+    PoolState* parent = pool_state.load(std::memory_order_relaxed);
+    auto* fresh = new PoolState;
+    fresh->threads.store(parent->threads.load(std::memory_order_relaxed));
+    pool_state.store(fresh);
+}
+[[maybe_unused]] const bool fork_handler_registered = pthread_atfork(nullptr, nullptr, &forget_parent_pool) == 0;
+#endif
+
+std::shared_ptr<ThreadPool> make_pool(int threads) {
+    try {
+        return std::make_shared<ThreadPool>(threads);
+    } catch (const std::system_error& e) {
+        throw std::runtime_error("fastadam could not start " + std::to_string(threads - 1) +
+                                 " worker threads: " + e.what());
+    }
+}
 
 // A call holds its own reference, so set_num_threads from another thread cannot pull the pool
-// from under a running step.
+// from under a running step. Throws (and leaves no pool) if the threads cannot be started.
 std::shared_ptr<ThreadPool> get_pool() {
-    std::lock_guard<std::mutex> lock(pool_mutex);
-    if (!pool) pool = std::make_shared<ThreadPool>(default_num_threads());
-    return pool;
+    PoolState& s = *pool_state.load(std::memory_order_acquire);
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.pool) {
+        const int wanted = s.threads.load();
+        s.pool = make_pool(wanted != 0 ? wanted : default_num_threads());
+    }
+    return s.pool;
 }
 
 template <class Tensor>
@@ -111,13 +156,32 @@ void bandwidth_probe(const AdamTensor<double>* tensors, std::size_t count) {
     step(tensors, count, Sweep::bandwidth_probe);
 }
 
+namespace {
+
+// The value of environment variable `name` without surrounding whitespace; empty when unset.
+std::string environment(const char* name) {
+    const char* value = std::getenv(name);
+    if (value == nullptr) return "";
+    const std::string s(value);
+    const auto begin = s.find_first_not_of(" \t\n\r\f\v");
+    if (begin == std::string::npos) return "";
+    return s.substr(begin, s.find_last_not_of(" \t\n\r\f\v") - begin + 1);
+}
+
+}  // namespace
+
 int default_num_threads() {
-    if (const char* env = std::getenv("FASTADAM_NUM_THREADS")) {
+    const std::string env = environment("FASTADAM_NUM_THREADS");
+    if (!env.empty()) {
         char* end = nullptr;
-        const long n = std::strtol(env, &end, 10);
-        if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreads) return static_cast<int>(n);
-        throw std::invalid_argument(std::string("FASTADAM_NUM_THREADS must be an integer from 1 to ") +
-                                    std::to_string(kMaxThreads) + ", got '" + env + "'");
+        errno = 0;
+        const long n = std::strtol(env.c_str(), &end, 10);
+        if (std::isdigit(static_cast<unsigned char>(env[0])) && *end == '\0' && errno == 0 &&
+            n >= 1 && n <= kMaxThreads)
+            return static_cast<int>(n);
+        throw std::invalid_argument("FASTADAM_NUM_THREADS must be an integer from 1 to " +
+                                    std::to_string(kMaxThreads) + ", got '" +
+                                    std::getenv("FASTADAM_NUM_THREADS") + "'");
     }
 #if defined(__linux__)
     cpu_set_t set;
@@ -128,13 +192,17 @@ int default_num_threads() {
 
 int num_threads() { return get_pool()->threads(); }
 
+void start_threads() { get_pool(); }
+
 void set_num_threads(int n) {
     if (n < 1 || n > kMaxThreads)
         throw std::invalid_argument("num_threads must be from 1 to " + std::to_string(kMaxThreads) +
                                     ", got " + std::to_string(n));
-    std::lock_guard<std::mutex> lock(pool_mutex);
-    if (pool && pool->threads() == n) return;
-    pool = std::make_shared<ThreadPool>(n);  // the old workers stop when its last user returns
+    PoolState& s = *pool_state.load(std::memory_order_acquire);
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.pool || s.pool->threads() != n)
+        s.pool = make_pool(n);  // the old workers stop when its last user returns
+    s.threads.store(n);
 }
 
 }  // namespace fastadam

@@ -27,7 +27,16 @@ constexpr std::uint64_t next_of(std::uint64_t claim) { return claim & kFieldMask
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    try {
+        workers_.reserve(static_cast<std::size_t>(threads > 1 ? threads - 1 : 0));
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    } catch (...) {
+        // Threads refused (std::system_error): stop the workers already started, or their
+        // std::thread objects would terminate the process when destroyed.
+        publish(kStopWord);
+        for (auto& w : workers_) w.join();
+        throw;
+    }
 }
 
 ThreadPool::~ThreadPool() {

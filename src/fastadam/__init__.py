@@ -74,10 +74,20 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | {"cuda"})
 
 
+# The environment variables are checked here, at import, so that a bad value is an ImportError
+# naming it rather than an error at the first large step. For both, surrounding whitespace is
+# ignored and an empty value counts as unset.
 # FASTADAM_ISA forces an instruction-set path for the whole process (used to test every path on
 # one machine). An unknown or unsupported name is an error, never a silent fallback.
-if _os.environ.get("FASTADAM_ISA"):
+_isa = _os.environ.get("FASTADAM_ISA", "").strip()
+if _isa:
     try:
-        set_isa(_os.environ["FASTADAM_ISA"])
+        set_isa(_isa)
     except ValueError as exc:
         raise ImportError(f"FASTADAM_ISA={_os.environ['FASTADAM_ISA']!r}: {exc}") from None
+# FASTADAM_NUM_THREADS sets the default thread count (an integer from 1 to 1024).
+try:
+    _core.default_num_threads()
+except ValueError as exc:
+    raise ImportError(str(exc)) from None
+del _isa

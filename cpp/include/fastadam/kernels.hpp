@@ -73,10 +73,18 @@ const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);  // throws std::invalid_argument for unknown names
 
 // Threads used by adam_step, the calling thread included. The default is the number of CPUs
-// this process may run on (its affinity mask).
+// this process may run on (its affinity mask), or FASTADAM_NUM_THREADS (an integer from 1 to
+// kMaxThreads; surrounding whitespace is ignored and an empty value counts as unset).
+constexpr int kMaxThreads = 1024;
 int num_threads();
-void set_num_threads(int n);  // n >= 1; throws std::invalid_argument otherwise
-int default_num_threads();
+void set_num_threads(int n);  // 1 <= n <= kMaxThreads; throws std::invalid_argument otherwise
+int default_num_threads();    // throws std::invalid_argument for a bad FASTADAM_NUM_THREADS
+
+// The worker threads start on the first call large enough to use them. A caller that runs
+// several kernels as one all-or-nothing step starts them first: this throws (std::runtime_error,
+// or std::invalid_argument for a bad FASTADAM_NUM_THREADS) if they cannot be started, and
+// afterwards no kernel call can fail. A forked child starts its own on first use.
+void start_threads();
 
 // Calls with fewer elements than this stay on the calling thread: waking a worker costs more
 // than the work it would take over. (Measured on 2 cores, float32: at 2**15 elements two threads

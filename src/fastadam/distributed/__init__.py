@@ -24,7 +24,6 @@ folders, re-sharding).
 """
 
 from .sharded import (
-    DEFAULT_BUCKET_BYTES,
     ShardedAdagrad,
     ShardedAdam,
     ShardedAdamW,
@@ -33,7 +32,6 @@ from .sharded import (
 )
 
 __all__ = [
-    "DEFAULT_BUCKET_BYTES",
     "ShardedAdagrad",
     "ShardedAdam",
     "ShardedAdamW",

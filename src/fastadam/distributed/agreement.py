@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["agree", "mpi"]
+__all__ = ["agree", "digest", "mpi"]
+
+_MPI: Any = None
 
 _KINDS: dict[str, type[Exception]] = {
     "TypeError": TypeError,
@@ -27,6 +29,9 @@ _KINDS: dict[str, type[Exception]] = {
 
 def mpi() -> Any:
     """The ``mpi4py.MPI`` module, imported on first use (``import fastadam`` never does)."""
+    global _MPI
+    if _MPI is not None:
+        return _MPI
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -35,17 +40,25 @@ def mpi() -> Any:
             "pip install 'fastadam[distributed]' (mpi4py and the mpich wheel), or mpi4py built "
             f"against your cluster's MPI. Original error: {exc}"
         ) from exc
+    _MPI = MPI
     return MPI
 
 
-def _digest(desc: Any) -> int:
+def digest(desc: Any) -> int:
+    """A 56-bit digest of ``desc`` (built from numbers, strings, tuples, lists, dicts)."""
     # repr of ints, floats, bools, strings and tuples of them is the same in every process
     # (hash() is not: strings are salted per process).
     raw = hashlib.blake2b(repr(desc).encode("utf-8"), digest_size=7).digest()
     return int.from_bytes(raw, "little")  # < 2**56: its negation fits in an int64
 
 
-def agree(comm: Any, error: BaseException | None, desc: dict[str, Any] | None, what: str) -> None:
+def agree(
+    comm: Any,
+    error: BaseException | None,
+    desc: dict[str, Any] | None,
+    what: str,
+    desc_digest: int | None = None,
+) -> None:
     """Raise on every rank when ``error`` is set on any rank or ``desc`` differs between ranks.
 
     Parameters
@@ -58,10 +71,13 @@ def agree(comm: Any, error: BaseException | None, desc: dict[str, Any] | None, w
         What must be equal on every rank (None where ``error`` is set).
     what : str
         A name for ``desc`` in the message, e.g. ``"the parameters"``.
+    desc_digest : int, optional
+        ``digest(desc)``, when the caller has it already.
     """
     MPI = mpi()
-    digest = 0 if desc is None else _digest(desc)
-    flags = np.array([error is not None, digest, -digest], dtype=np.int64)
+    if desc_digest is None:
+        desc_digest = 0 if desc is None else digest(desc)
+    flags = np.array([error is not None, desc_digest, -desc_digest], dtype=np.int64)
     comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
     if flags[0]:
         mine = None if error is None else (type(error).__name__, str(error))

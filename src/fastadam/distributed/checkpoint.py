@@ -77,7 +77,7 @@ def state_dict(opt: ShardedOptimizer) -> dict[str, Any]:
 
 
 def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] | None:
-    MPI, comm = opt._MPI, opt.comm
+    comm = opt.comm
     full: dict[tuple[np.dtype, str], np.ndarray] = {}
     for dt, layout in opt._layouts.items():
         kind = opt._mpi_type(dt)
@@ -87,7 +87,6 @@ def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] 
                 [opt._state[dt][name], kind], [recv, kind] if recv is not None else None, root=root
             )
             full[(dt, name)] = recv
-    del MPI
     if opt.rank != root:
         return None
     state: dict[int, dict[str, Any]] = {}
@@ -180,6 +179,8 @@ def _install(opt: ShardedOptimizer, staged: _Staged) -> None:
     opt._has = staged.has
     opt._stateful = staged.stateful
     opt._state = staged.state
+    opt._version += 1  # the cached argument lists point into the replaced state
+    opt._last_plan = None
 
 
 def _from_consolidated(opt: ShardedOptimizer, sd: Any) -> _Staged:

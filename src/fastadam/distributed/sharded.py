@@ -9,11 +9,11 @@ A step, on every rank of the communicator:
 2. per dtype, copy the gradients into a flat buffer and ``Reduce_scatter_block`` it with SUM,
    then divide the own slice by the world size (skipped with ``averaged=True``: each rank then
    reads its slice straight from the gradients it was given);
-3. per bucket of the own slice: update the parameters' elements in it with the single-process
-   optimizer's native entry (the same element arithmetic, so the same bits), copy them into the
-   flat parameter buffer and start a non-blocking ``Iallgatherv`` of the bucket, which then
-   travels while the next bucket is updated;
-4. as each bucket arrives, copy the other ranks' elements into the parameter arrays.
+3. update the parameters' elements in the own slice with the single-process optimizer's native
+   entry (the same element arithmetic, so the same bits) and copy them into the flat parameter
+   buffer, then ``Allgather`` it; or, with ``bucket_bytes``, do this bucket by bucket, each
+   bucket's non-blocking ``Iallgatherv`` travelling while the next bucket is updated;
+4. copy the other ranks' elements into the parameter arrays (bucket by bucket as they arrive).
 """
 
 from __future__ import annotations
@@ -25,21 +25,18 @@ import numpy as np
 
 from .. import _core
 from ..optim import SGD, Adagrad, Adam, AdamW
+from ..optim.validation import check_grad, grad_ok
 from . import checkpoint
-from .agreement import agree, mpi
+from .agreement import agree, digest, mpi
 from .layout import DtypeLayout, Piece
 
 __all__ = [
-    "DEFAULT_BUCKET_BYTES",
     "ShardedAdagrad",
     "ShardedAdam",
     "ShardedAdamW",
     "ShardedOptimizer",
     "ShardedSGD",
 ]
-
-# The allgather of one bucket overlaps the update of the next (bench/distributed_step.py).
-DEFAULT_BUCKET_BYTES = 4 << 20
 
 Grads = Sequence[Optional[np.ndarray]]
 
@@ -66,11 +63,12 @@ class _Bucket:
 class _Plan:
     """A validated step: which parameters step, with which hyper-parameters and state."""
 
-    __slots__ = ("averaged", "desc", "hypers", "mask", "needed")
+    __slots__ = ("averaged", "desc", "digest", "hypers", "mask", "needed", "snapshot")
 
-    def __init__(self, averaged, mask, groups, hypers, needed) -> None:
+    def __init__(self, averaged, mask, snapshot, groups, hypers, needed) -> None:
         self.averaged = averaged
         self.mask = mask
+        self.snapshot = snapshot
         self.hypers = hypers
         self.needed = needed
         self.desc = {
@@ -78,6 +76,7 @@ class _Plan:
             "param_groups": groups,
             "gradients given (not None)": list(mask),
         }
+        self.digest = digest(self.desc)
 
 
 class ShardedOptimizer:
@@ -148,8 +147,11 @@ class ShardedOptimizer:
             dt: DtypeLayout(dt, idx, [self._params[i].size for i in idx], self.world)
             for dt, idx in by_dtype.items()
         }
+        # The allgather's buffers (one rank alone updates its parameters in place and needs none).
         self._flat_params = {
-            dt: _core.zeros_state((L.length,), dt) for dt, L in self._layouts.items()
+            dt: _core.zeros_state((L.length,), dt)
+            for dt, L in self._layouts.items()
+            if self.world > 1
         }
         self._flat_grads: dict[np.dtype, np.ndarray] = {}
         self._shard_grads: dict[np.dtype, np.ndarray] = {}
@@ -162,10 +164,16 @@ class ShardedOptimizer:
         self._stateful = [False] * n
         # dtype -> state name -> the own slice's state (``shard`` elements)
         self._state: dict[np.dtype, dict[str, np.ndarray]] = {dt: {} for dt in self._layouts}
+        # The steady state: the last validated plan, and the native call's argument lists per
+        # bucket, valid while (mask, averaged, _version) stays the same.
+        self._last_plan: _Plan | None = None
+        self._version = 0
+        self._lists_key: tuple | None = None
+        self._lists: list[tuple] = []
 
         # Every rank starts from rank 0's parameters, as data-parallel training expects.
-        for dt, layout in self._layouts.items():
-            flat = self._flat_params[dt]
+        for dt, flat in self._flat_params.items():
+            layout = self._layouts[dt]
             everything = layout.pieces(0, layout.total)
             if self.rank == 0:
                 self._copy_in(everything, flat)
@@ -245,13 +253,15 @@ class ShardedOptimizer:
             are bad (the message names the rank) or the ranks disagree on the hyper-parameters,
             on which gradients are None, or on ``averaged``.
         """
-        error = plan = desc = None
+        error = plan = None
         try:
             plan = self._plan(grads, averaged)
-            desc = plan.desc
         except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
             error = exc
-        agree(self.comm, error, desc, "the step's arguments")
+        if plan is None:
+            agree(self.comm, error, None, "the step's arguments")
+        else:
+            agree(self.comm, None, plan.desc, "the step's arguments", plan.digest)
         self._apply(grads, plan)
 
     def _plan(self, grads: Grads, averaged: Any) -> _Plan:
@@ -262,31 +272,53 @@ class ShardedOptimizer:
                 "grads must be a list or tuple with one array (or None) per parameter, "
                 f"got {type(grads).__name__}"
             )
-        n = len(self._params)
-        if len(grads) != n:
-            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {n} parameters")
-        for i, (g, p) in enumerate(zip(grads, self._params)):
-            if g is not None:
-                _check_grad(g, p, f"grads[{i}]")
+        params = self._params
+        if len(grads) != len(params):
+            raise ValueError(
+                f"grads has {len(grads)} entries but the optimizer has {len(params)} parameters"
+            )
+        for i, g in enumerate(grads):
+            if g is not None and not grad_ok(g, params[i]):
+                check_grad(g, params[i], f"grads[{i}]")
+        mask = tuple(g is not None for g in grads)
+        averaged = bool(averaged)
         opt = self._opt
+        # The groups are validated again (and the digest made again) only when one changed.
+        snapshot = [_snapshot(g) for g in opt.param_groups]
+        last = self._last_plan
+        if last is not None and last.mask == mask and last.averaged == averaged:
+            try:
+                if last.snapshot == snapshot:
+                    return last
+            except (TypeError, ValueError):  # values that do not compare as plain numbers
+                pass
         values = [opt._normalized(g) for g in opt.param_groups]
-        return _Plan(
-            bool(averaged),
-            tuple(g is not None for g in grads),
+        plan = self._last_plan = _Plan(
+            averaged,
+            mask,
+            snapshot,
             [_plain(v) for v in values],
             [opt._hyper_tuple(v) for v in values],
             [opt._arrays(v) for v in values],
         )
+        return plan
 
     def _apply(self, grads: Grads, plan: _Plan) -> None:
         MPI, comm, world = self._MPI, self.comm, self.world
-        mask = plan.mask
-        fresh = [False] * len(self._params)
+        mask, needed, group_of = plan.mask, plan.needed, self._group_of
+        has, stateful = self._has, self._stateful
+        created = set()
         for i, stepping in enumerate(mask):
-            if stepping:
-                fresh[i] = self._create_state(i, plan.needed[self._group_of[i]])
+            if (
+                stepping
+                and not (stateful[i] and needed[group_of[i]].keys() <= has[i])
+                and self._create_state(i, needed[group_of[i]])
+            ):
+                created.add(i)
 
-        if not plan.averaged:
+        # One rank alone reads its gradients in place: their sum over one rank is themselves.
+        direct = plan.averaged or world == 1
+        if not direct:
             views = self._grad_views
             for dt, layout in self._layouts.items():
                 flat = self._flat_grad(dt)
@@ -301,49 +333,53 @@ class ShardedOptimizer:
                 if world > 1:
                     np.divide(shard, world, out=shard)
 
-        names = self._opt._state_arrays
+        key = (mask, direct, self._version)
+        if self._lists_key != key:
+            self._lists = [self._bucket_lists(b, mask, direct) for b in self._buckets]
+            self._lists_key = key
         counts = self._opt._counts_steps
-        steps = self._steps
+        steps, hypers = self._steps, plan.hypers
         requests = []
-        for bucket in self._buckets:
-            dt = bucket.dtype
-            flat = self._flat_params[dt]
-            begin = self._layouts[dt].window(self.rank)[0]
-            state = self._state[dt]
-            ps, gs, ts, fr, hs = [], [], [], [], []
-            arrays: dict[str, list] = {name: [] for name in names}
-            for piece in bucket.own:
-                i = piece.index
-                if not mask[i]:
-                    continue
-                lo = piece.flat - begin
-                hi = lo + piece.end - piece.begin
-                ps.append(self._flat_views[i][piece.begin : piece.end])
-                if plan.averaged:
-                    gs.append(grads[i].reshape(-1)[piece.begin : piece.end])
-                else:
-                    gs.append(self._shard_grads[dt][lo:hi])
-                has = self._has[i]
-                for name in names:
-                    arrays[name].append(state[name][lo:hi] if name in has else None)
-                if counts:
-                    ts.append(steps[i] + 1)
-                fr.append(fresh[i])
-                hs.append(plan.hypers[self._group_of[i]])
-            if ps:
-                self._opt._native(ps, gs, arrays, ts, fr, hs)
+        for bucket, (indices, ps, gs, arrays, ranges, no_fresh) in zip(self._buckets, self._lists):
+            if indices:
+                if direct:
+                    gs = [grads[i].reshape(-1)[a:b] for i, a, b in ranges]
+                self._opt._native(
+                    ps,
+                    gs,
+                    arrays,
+                    [steps[i] + 1 for i in indices] if counts else [],
+                    [i in created for i in indices] if created else no_fresh,
+                    [hypers[group_of[i]] for i in indices],
+                )
+            if world == 1:
+                continue
+            flat = self._flat_params[bucket.dtype]
             self._copy_in(bucket.own, flat)
             if self._bucket_bytes is not None:
+                if requests:
+                    # MPI moves a non-blocking collective on only inside MPI calls (unless an
+                    # asynchronous progress thread runs): let the earlier buckets advance, and
+                    # copy out those that have arrived.
+                    for k in MPI.Request.Testsome(requests) or ():
+                        self._copy_out(
+                            self._buckets[k].others, self._flat_params[self._buckets[k].dtype]
+                        )
                 requests.append(
                     comm.Iallgatherv(
                         MPI.IN_PLACE,
-                        [flat, (bucket.counts, bucket.displs), self._mpi_type(dt)],
+                        [flat, (bucket.counts, bucket.displs), self._mpi_type(bucket.dtype)],
                     )
                 )
-        if self._bucket_bytes is not None:
-            # Copy each bucket out as soon as it has arrived, while the later ones travel.
-            for _ in requests:
+        if world == 1:
+            pass
+        elif self._bucket_bytes is not None:
+            # Copy each bucket out as soon as it has arrived, while the later ones travel
+            # (a completed request becomes MPI.REQUEST_NULL; Waitany skips those).
+            while True:
                 k = MPI.Request.Waitany(requests)
+                if k == MPI.UNDEFINED:
+                    break
                 bucket = self._buckets[k]
                 self._copy_out(bucket.others, self._flat_params[bucket.dtype])
         else:
@@ -367,6 +403,31 @@ class ShardedOptimizer:
                 ranges = layout.buckets(self._bucket_bytes // layout.dtype.itemsize)
             buckets += [_Bucket(layout, self.rank, lo, hi) for lo, hi in ranges]
         return buckets
+
+    def _bucket_lists(self, bucket: _Bucket, mask: tuple[bool, ...], averaged: bool) -> tuple:
+        """A bucket's arguments for the native call that stay the same from step to step while
+        the same parameters step and no state is created: the stepping parameters' indices,
+        their pieces of the parameters, of the reduced gradients (unless ``averaged``) and of
+        the state, and their ranges (for slicing the caller's gradients when ``averaged``)."""
+        begin = self._layouts[bucket.dtype].window(self.rank)[0]
+        state = self._state[bucket.dtype]
+        names = self._opt._state_arrays
+        indices, ps, gs, ranges = [], [], [], []
+        arrays: dict[str, list] = {name: [] for name in names}
+        for piece in bucket.own:
+            i = piece.index
+            if not mask[i]:
+                continue
+            lo = piece.flat - begin
+            hi = lo + piece.end - piece.begin
+            indices.append(i)
+            ranges.append((i, piece.begin, piece.end))
+            ps.append(self._flat_views[i][piece.begin : piece.end])
+            if not averaged:
+                gs.append(self._shard_grads[bucket.dtype][lo:hi])
+            for name in names:
+                arrays[name].append(state[name][lo:hi] if name in self._has[i] else None)
+        return indices, ps, gs, arrays, ranges, [False] * len(indices)
 
     def _flat_grad(self, dt: np.dtype) -> np.ndarray:
         a = self._flat_grads.get(dt)
@@ -416,12 +477,15 @@ class ShardedOptimizer:
                 continue
             arrays = self._state[dt]
             if name not in arrays:
+                # State in the parameters' dtype, as the native entry takes it for float32 and
+                # float64; float32 state for float16/bfloat16 parameters would be chosen here.
                 arrays[name] = _core.zeros_state((layout.shard,), dt)
             for piece in self._own_pieces(i):
                 lo = piece.flat - begin
                 arrays[name][lo : lo + piece.end - piece.begin] = fill
             self._has[i].add(name)
             created = True
+            self._version += 1  # the cached argument lists lack it
         if self._opt._counts_steps or needed:
             self._stateful[i] = True
         return created
@@ -474,17 +538,13 @@ def _plain(group: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in group.items() if key != "params"}
 
 
-def _check_grad(g: Any, p: np.ndarray, name: str) -> None:
-    from ..optim.validation import check_grad
-
-    if not (
-        isinstance(g, np.ndarray)
-        and g.dtype == p.dtype
-        and g.shape == p.shape
-        and g.flags.c_contiguous
-        and g.flags.aligned
-    ):
-        check_grad(g, p, name)
+def _snapshot(group: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A group's entries as they are now (lists copied), to notice a change by the next step."""
+    return [
+        (key, tuple(value) if isinstance(value, list) else value)
+        for key, value in group.items()
+        if key != "params"
+    ]
 
 
 # -- the optimizers ----------------------------------------------------------------------------
@@ -509,21 +569,24 @@ class ShardedAdam(ShardedOptimizer):
     lr, betas, eps, weight_decay, amsgrad, maximize, bias_correction, decoupled_weight_decay
         As for ``fastadam.Adam``; the same on every rank.
     bucket_bytes : int or None
-        The own slice is updated and allgathered in buckets of about this many bytes, so that
-        one bucket travels while the next is updated (default 4 MiB); None updates the whole
-        slice, then allgathers it with one blocking collective.
-
+        None (default): update the own slice, then allgather the parameters with one blocking
+        collective. A size: update and allgather the slice in buckets of about that many bytes,
+        each bucket's ``Iallgatherv`` travelling while the next bucket is updated. Overlap pays
+        where communication does not take the cores and memory bandwidth the update needs
+        (ranks on different machines, a network with its own progress); on one 2-core machine
+        it made a step 4-9 % slower (``bench/distributed_step.py``), hence the default.
     Notes
     -----
     Supported: float32 and float64 parameters (one flat buffer per dtype), parameter groups,
     every Adam option (weight decay, decoupled decay, amsgrad, maximize, bias correction),
-    ``None`` gradients. Each rank holds state for ``ceil(P / N)`` elements rounded up to a
-    256-element block, plus the alignment gaps (at most 15 float32 or 7 float64 elements per
-    parameter), and a full-size flat parameter buffer (and, without ``averaged``, gradient
-    buffers of that size and of one shard). Not yet supported: float16/bfloat16 parameters and
+    ``None`` gradients. Of P parameters on N ranks, each rank holds state for
+    ``ceil((P + gaps) / N)`` elements rounded up to a 256-element block, where the gaps that put
+    each parameter on a 64-byte line are at most 15 float32 (7 float64) elements per parameter;
+    and a full-size flat parameter buffer (and, without ``averaged``, gradient buffers of that
+    size and of one shard). Not yet supported: float16/bfloat16 parameters and
     low-bit state (the layout already starts shards on 256-element blocks for them).
-    Communicator methods are collectives: every rank calls ``step``, ``state_dict``,
-    ``consolidated_state_dict``, ``save`` and ``load`` in the same order.
+    ``step``, ``consolidated_state_dict``, ``load_state_dict``, ``save`` and ``load`` are
+    collectives: every rank calls them, in the same order.
     """
 
     _local = Adam
@@ -541,7 +604,7 @@ class ShardedAdam(ShardedOptimizer):
         maximize: bool = False,
         bias_correction: bool = True,
         decoupled_weight_decay: bool = False,
-        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+        bucket_bytes: int | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -578,7 +641,7 @@ class ShardedAdamW(ShardedOptimizer):
         *,
         maximize: bool = False,
         bias_correction: bool = True,
-        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+        bucket_bytes: int | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -614,7 +677,7 @@ class ShardedSGD(ShardedOptimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
-        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+        bucket_bytes: int | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -648,7 +711,7 @@ class ShardedAdagrad(ShardedOptimizer):
         eps: float = 1e-10,
         *,
         maximize: bool = False,
-        bucket_bytes: int | None = DEFAULT_BUCKET_BYTES,
+        bucket_bytes: int | None = None,
     ) -> None:
         super().__init__(
             params,
