@@ -18,18 +18,14 @@ raises an uncaught exception). Needs the ``distributed`` extra (mpi4py and an MP
 ``import fastadam`` never imports mpi4py, and this package imports it only when an optimizer is
 made.
 
-Modules: ``sharded`` (the optimizers and their step), ``layout`` (flat buffers and slices),
+Modules: ``optimizers`` (the classes), ``sharded`` (their shared machinery: the step),
+``layout`` (flat buffers and slices),
 ``agreement`` (validate, then agree across ranks), ``checkpoint`` (state dicts, checkpoint
 folders, re-sharding).
 """
 
-from .sharded import (
-    ShardedAdagrad,
-    ShardedAdam,
-    ShardedAdamW,
-    ShardedOptimizer,
-    ShardedSGD,
-)
+from .optimizers import ShardedAdagrad, ShardedAdam, ShardedAdamW, ShardedSGD
+from .sharded import ShardedOptimizer
 
 __all__ = [
     "ShardedAdagrad",
