@@ -147,6 +147,26 @@ def test_cpp_least_squares(tmp_path):
     assert one.returncode == 1 and "FAILED" in one.stdout
 
 
+def test_mixed_precision(tmp_path):
+    needs("matplotlib", "sklearn", "ml_dtypes")
+    result = run_example("mixed_precision.py", tmp_path)
+    assert_png(tmp_path / "mixed_precision.png")
+    data = json.loads((tmp_path / "mixed_precision.json").read_text())
+    assert set(data) == {
+        "float32",
+        "float16 + loss scaling",
+        "bfloat16 + master weights",
+        "bfloat16 + stochastic rounding",
+        "bfloat16",
+    }
+    for name, r in data.items():
+        assert len(r["accuracy"]) == 2 and r["accuracy"][-1] > 0.8, name
+        assert f"{100 * r['accuracy'][-1]:6.2f} %" in result.stdout
+    scaled = data["float16 + loss scaling"]
+    # started at 2**24, the loss scale overflows float16 at first: skipped, then backed off
+    assert scaled["skipped_steps"] >= 1 and scaled["final_scale"] < 2.0**24
+
+
 def test_distributed_mlp(tmp_path):
     """Data-parallel digits on 2 ranks: learns, ends with the same parameters on every rank,
     and each rank holds about half of the single-process optimizer's state."""

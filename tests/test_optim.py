@@ -138,14 +138,14 @@ def test_hyper_parameter_of_wrong_type():
     ("make", "error", "message"),
     [
         (lambda: [np.zeros(3), [1.0, 2.0]], TypeError, r"params\[1\] must be a numpy.ndarray"),
-        (lambda: [np.zeros(3, np.int64)], TypeError, r"params\[0\] must be float32 or float64"),
-        (lambda: [np.zeros(3, np.float16)], TypeError, r"params\[0\] must be float32 or float64"),
-        (lambda: [np.zeros(3, ">f8")], TypeError, r"params\[0\] must be float32 or float64"),
+        (lambda: [np.zeros(3, np.int64)], TypeError, r"params\[0\] must be float32, float64"),
+        (lambda: [np.zeros(3, np.complex64)], TypeError, r"params\[0\] must be float32, float"),
+        (lambda: [np.zeros(3, ">f8")], TypeError, r"params\[0\] must be float32, float64"),
         (lambda: [np.zeros(3), np.zeros(8)[::2]], ValueError, r"params\[1\] must be C-contig"),
         (lambda: [np.zeros((3, 4)).T], ValueError, r"params\[0\] must be C-contiguous"),
         (lambda: [np.zeros(3), np.zeros(3)], None, None),  # distinct arrays are fine
     ],
-    ids=["not-array", "int", "float16", "big-endian", "strided", "transposed", "ok"],
+    ids=["not-array", "int", "complex", "big-endian", "strided", "transposed", "ok"],
 )
 def test_bad_param_is_rejected_by_name(make, error, message):
     if error is None:
@@ -301,9 +301,9 @@ def test_steady_steps_skip_the_general_path(monkeypatch):
     general = []
     original = Adam._step_general
 
-    def counting(self, grads):
+    def counting(self, grads, *options):
         general.append(len(grads))
-        return original(self, grads)
+        return original(self, grads, *options)
 
     monkeypatch.setattr(Adam, "_step_general", counting)
     for n in (1, 3):

@@ -136,6 +136,18 @@ def test_save_writes_exactly_the_path_and_replaces_it(tmp_path, rng):
     Adam(params).load(path)
 
 
+def test_a_saved_checkpoint_has_the_mode_open_would_give_it(tmp_path, rng):
+    params, grads = params_and_grads(rng)
+    opt = Adam(params)
+    opt.step(grads())
+    old = os.umask(0o022)
+    try:
+        opt.save(tmp_path / "c.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644
+
+
 def damaged_files(tmp_path, good: bytes):
     def write(name, data):
         p = tmp_path / name

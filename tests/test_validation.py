@@ -103,15 +103,16 @@ def max_exp_avg_sq_is_a_list(rng):
     return c, TypeError, "max_exp_avg_sq"
 
 
-def all_as(dtype):
+def all_as(dtype, name="param"):
     def make(rng):
         s = fresh(rng, dtype=dtype)
-        return single(s), TypeError, "param"
+        return single(s), TypeError, name
 
     return make
 
 
-SINGLE["all_float16"] = all_as(np.float16)
+# float16 parameters are fine; their state must be float32
+SINGLE["all_float16"] = all_as(np.float16, "exp_avg")
 SINGLE["all_int32"] = all_as(np.int32)
 SINGLE["all_int64"] = all_as(np.int64)
 SINGLE["all_big_endian_f4"] = all_as(np.dtype(">f4"))

@@ -36,17 +36,34 @@ std::string number_text(double x) {
     return s.str();
 }
 
-// The two accepted dtypes' descriptors, looked up once and kept for the life of the process (a
-// static py::object would be released after the interpreter is gone). NumPy hands out one
-// descriptor object per built-in type, so a pointer comparison settles the usual case.
+// The built-in accepted dtypes' descriptors, looked up once and kept for the life of the
+// process (a static py::object would be released after the interpreter is gone). NumPy hands
+// out one descriptor object per built-in type, so a pointer comparison settles the usual case.
 PyObject* descr_of(Dtype d) {
     static PyObject* const f32 = py::dtype::of<float>().release().ptr();
     static PyObject* const f64 = py::dtype::of<double>().release().ptr();
-    return d == Dtype::float32 ? f32 : f64;
+    static PyObject* const f16 = py::dtype("float16").release().ptr();
+    return d == Dtype::float32 ? f32 : d == Dtype::float64 ? f64 : f16;
+}
+
+// ml_dtypes' bfloat16 is a NumPy user dtype (kind 'V', 2 bytes, named "bfloat16") whose type
+// number is assigned when ml_dtypes is imported. It is recognised without importing ml_dtypes:
+// the first 2-byte 'V' descriptor named so gives the number, compared from then on.
+bool is_bfloat16(PyObject* descr_obj) {
+    static int number = -1;
+    const auto* descr = reinterpret_cast<const py::detail::PyArrayDescr_Proxy*>(descr_obj);
+    if (number >= 0) return descr->type_num == number;
+    if (descr->kind != 'V' || py::reinterpret_borrow<py::dtype>(descr_obj).itemsize() != 2)
+        return false;
+    const py::object name = py::reinterpret_borrow<py::object>(descr_obj).attr("name");
+    if (name.cast<std::string>() != "bfloat16") return false;
+    number = descr->type_num;
+    return true;
 }
 
 bool has_dtype(PyObject* array, Dtype d) {
     PyObject* descr = array_proxy(array)->descr;
+    if (d == Dtype::bfloat16) return is_bfloat16(descr);
     return descr == descr_of(d) || npy_api::get().PyArray_EquivTypes_(descr, descr_of(d));
 }
 
@@ -64,13 +81,24 @@ std::string ArgName::str() const {
     return multi ? std::string(plural) + "[" + std::to_string(index) + "]" : std::string(single);
 }
 
+const char* dtype_name(Dtype d) {
+    switch (d) {
+        case Dtype::float32: return "float32";
+        case Dtype::float64: return "float64";
+        case Dtype::float16: return "float16";
+        case Dtype::bfloat16: return "bfloat16";
+    }
+    return "?";
+}
+
 Dtype param_dtype(PyObject* obj, const ArgName& name) {
     if (!is_array(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
-    if (has_dtype(obj, Dtype::float32)) return Dtype::float32;
-    if (has_dtype(obj, Dtype::float64)) return Dtype::float64;
-    throw py::type_error(name.str() + " must be float32 or float64 (native byte order), got " +
-                         dtype_text(obj));
+    for (Dtype d : {Dtype::float32, Dtype::float64, Dtype::float16, Dtype::bfloat16})
+        if (has_dtype(obj, d)) return d;
+    throw py::type_error(name.str() +
+                         " must be float32, float64, float16 or bfloat16 (native byte order), "
+                         "got " + dtype_text(obj));
 }
 
 std::int64_t element_count(PyObject* array) {
@@ -81,13 +109,17 @@ std::int64_t element_count(PyObject* array) {
 }
 
 CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype dtype,
-                         PyObject* param) {
+                         PyObject* param, Dtype param_dtype) {
     if (!is_array(obj))
         throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
     if (!has_dtype(obj, dtype))
-        throw py::type_error(name.str() + " must have dtype " + dtype_text(param) +
-                             " like the parameter, got " + dtype_text(obj) +
-                             " (arrays are never converted: an update applied to a copy is lost)");
+        throw py::type_error(
+            name.str() + " must have dtype " + dtype_name(dtype) +
+            (dtype == param_dtype ? std::string(" like the parameter")
+                                  : std::string(" (the state of a ") + dtype_text(param) +
+                                        " parameter)") +
+            ", got " + dtype_text(obj) +
+            " (arrays are never converted: an update applied to a copy is lost)");
     if (!same_shape(obj, param))
         throw py::value_error(name.str() + " must have the parameter's shape " + shape_text(param) +
                               ", got " + shape_text(obj));
@@ -99,7 +131,7 @@ CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype
         throw py::value_error(name.str() + " must be aligned to its element size");
     if (written && !(a->flags & npy_api::NPY_ARRAY_WRITEABLE_))
         throw py::value_error(name.str() + " must be writable");
-    const std::uintptr_t itemsize = dtype == Dtype::float32 ? 4 : 8;
+    const std::uintptr_t itemsize = dtype == Dtype::float64 ? 8 : dtype == Dtype::float32 ? 4 : 2;
     return {a->data, static_cast<std::uintptr_t>(element_count(obj)) * itemsize, written};
 }
 

@@ -14,7 +14,14 @@ namespace fastadam::python {
 
 namespace py = pybind11;
 
-enum class Dtype { float32, float64 };
+// Parameter dtypes; float16 and bfloat16 parameters keep float32 state.
+enum class Dtype { float32, float64, float16, bfloat16 };
+
+inline Dtype state_dtype(Dtype d) {
+    return d == Dtype::float16 || d == Dtype::bfloat16 ? Dtype::float32 : d;
+}
+inline bool is_16bit(Dtype d) { return d == Dtype::float16 || d == Dtype::bfloat16; }
+const char* dtype_name(Dtype d);
 
 // An argument's name as the user wrote it ("exp_avg", "grads[3]"), spelled out only for an
 // error message: a step that passes validation builds no strings.
@@ -33,13 +40,15 @@ struct CheckedArray {
     bool written = false;  // grads are only read
 };
 
-// The dtype of a parameter array (float32 or float64); TypeError otherwise.
+// The dtype of a parameter array (float32, float64, float16, or ml_dtypes' bfloat16); TypeError
+// otherwise.
 Dtype param_dtype(PyObject* obj, const ArgName& name);
 
 // Checks that `obj` is a C-contiguous, aligned NumPy array of `dtype` shaped like `param` (an
-// array already checked), writable when `written`; raises TypeError/ValueError naming it.
+// array already checked, of `param_dtype`), writable when `written`; raises TypeError/ValueError
+// naming it.
 CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype dtype,
-                         PyObject* param);
+                         PyObject* param, Dtype param_dtype);
 
 // Elements of a checked array.
 std::int64_t element_count(PyObject* array);

@@ -124,13 +124,15 @@ void add_entry(py::module_& m, const char* name, const char* parameters, const c
     m.add_object(name, py::reinterpret_steal<py::object>(function));
 }
 
-PyObject* call_entry(const Signature& signature, Body body, PyObject* const* args,
-                     Py_ssize_t nargsf, PyObject* kwnames) {
+namespace {
+// Runs an entry's body and turns its C++ exceptions into Python ones; run() returns the result.
+template <class Run>
+PyObject* guarded(const Signature& signature, PyObject* const* args, Py_ssize_t nargsf,
+                  PyObject* kwnames, const Run& run) {
     try {
         Args bound;
         signature.bind(args, static_cast<std::size_t>(nargsf), kwnames, bound);
-        body(bound);
-        Py_RETURN_NONE;
+        return run(bound);
     } catch (py::error_already_set& e) {
         e.restore();
 #if defined(__GLIBCXX__)
@@ -149,6 +151,22 @@ PyObject* call_entry(const Signature& signature, Body body, PyObject* const* arg
         PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception");
     }
     return nullptr;
+}
+
+}  // namespace
+
+PyObject* call_entry(const Signature& signature, Body body, PyObject* const* args,
+                     Py_ssize_t nargsf, PyObject* kwnames) {
+    return guarded(signature, args, nargsf, kwnames, [&](const Args& a) -> PyObject* {
+        body(a);
+        Py_RETURN_NONE;
+    });
+}
+
+PyObject* call_entry(const Signature& signature, ResultBody body, PyObject* const* args,
+                     Py_ssize_t nargsf, PyObject* kwnames) {
+    return guarded(signature, args, nargsf, kwnames,
+                   [&](const Args& a) { return body(a).release().ptr(); });
 }
 
 // --- scalar arguments -------------------------------------------------------------------------

@@ -64,6 +64,8 @@ private:
 // builtin exceptions, std::invalid_argument as ValueError, other std::exception as
 // RuntimeError).
 using Body = void (*)(const Args&);
+// An entry that returns a value (a step's report).
+using ResultBody = py::object (*)(const Args&);
 
 // Adds `name` to module `m` as a function with `parameters` (Signature syntax) and `doc`.
 void add_entry(py::module_& m, const char* name, const char* parameters, const char* doc,
@@ -71,8 +73,10 @@ void add_entry(py::module_& m, const char* name, const char* parameters, const c
                const Signature*& slot);
 PyObject* call_entry(const Signature& signature, Body body, PyObject* const* args,
                      Py_ssize_t nargsf, PyObject* kwnames);
+PyObject* call_entry(const Signature& signature, ResultBody body, PyObject* const* args,
+                     Py_ssize_t nargsf, PyObject* kwnames);
 
-template <Body body>
+template <auto body>
 struct Entry {
     static inline const Signature* signature = nullptr;
     static PyObject* call(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
@@ -80,7 +84,7 @@ struct Entry {
     }
 };
 
-template <Body body>
+template <auto body>
 void def_entry(py::module_& m, const char* name, const char* parameters, const char* doc) {
     add_entry(m, name, parameters, doc, &Entry<body>::call, Entry<body>::signature);
 }

@@ -2,6 +2,9 @@
 
 #include <pybind11/numpy.h>
 
+#include <cmath>
+#include <sstream>
+
 namespace fastadam::python {
 
 CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t role_count,
@@ -26,7 +29,12 @@ CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t
                 continue;
             }
             const ArgName name{roles[r].single, roles[r].plural, i, multi};
-            out.arrays.push_back(check_array(set[r], name, roles[r].written, d, set[0]));
+            if (roles[r].master && !is_16bit(d))
+                throw py::value_error(name.str() + " must be None: master copies are for float16 "
+                                      "and bfloat16 parameters, " + param_name.str() + " is " +
+                                      dtype_name(d));
+            out.arrays.push_back(check_array(set[r], name, roles[r].written,
+                                             roles[r].state ? state_dtype(d) : d, set[0], d));
         }
     }
     check_no_overlap(out.arrays.data(), out.arrays.size(), [&](std::size_t k) {
@@ -34,6 +42,66 @@ CheckedSets check_sets(const SetObjects& objects, const Role* roles, std::size_t
         return ArgName{role.single, role.plural, k / role_count, multi}.str();
     });
     return out;
+}
+
+namespace {
+double finite_positive(double x, const char* what) {
+    if (!(std::isfinite(x) && x > 0.0)) {
+        std::ostringstream s;
+        s << what << " must be a finite number > 0, got " << x;
+        throw py::value_error(s.str());
+    }
+    return x;
+}
+}  // namespace
+
+StepOptions step_options(PyObject* grad_scale, PyObject* max_grad_norm, PyObject* skip_nonfinite,
+                         PyObject* stochastic_rounding, PyObject* seed) {
+    StepOptions o;
+    o.policy.grad_scale = finite_positive(real_arg(grad_scale, "grad_scale", 1.0), "grad_scale");
+    if (max_grad_norm != nullptr && max_grad_norm != Py_None)
+        o.policy.max_grad_norm =
+            finite_positive(real_arg(max_grad_norm, "max_grad_norm", 0.0), "max_grad_norm");
+    o.policy.skip_nonfinite = bool_arg(skip_nonfinite, "skip_nonfinite", false);
+    o.stochastic_rounding = bool_arg(stochastic_rounding, "stochastic_rounding", false);
+    // Any int: its low 64 bits (two's complement) key the stream.
+    o.seed = seed == nullptr ? 0 : static_cast<std::uint64_t>(int_arg(seed, "seed"));
+    return o;
+}
+
+StepOptions step_options(PyObject* options) {
+    if (options == nullptr || options == Py_None) return {};
+    if (!PyTuple_Check(options) || PyTuple_GET_SIZE(options) != 5)
+        throw py::type_error("options must be None or a tuple (grad_scale, max_grad_norm, "
+                             "skip_nonfinite, stochastic_rounding, seed)");
+    return step_options(PyTuple_GET_ITEM(options, 0), PyTuple_GET_ITEM(options, 1),
+                        PyTuple_GET_ITEM(options, 2), PyTuple_GET_ITEM(options, 3),
+                        PyTuple_GET_ITEM(options, 4));
+}
+
+void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role,
+                               const Role* roles, bool multi) {
+    for (std::size_t i = 0; i < sets.count(); ++i) {
+        if (sets.dtypes[i] == Dtype::float16)
+            throw py::value_error("stochastic_rounding is for bfloat16 parameters; " +
+                                  ArgName{roles[0].single, roles[0].plural, i, multi}.str() +
+                                  " is float16");
+        if (master_role < sets.roles && sets.data<void>(i, master_role) != nullptr)
+            throw py::value_error(
+                "stochastic_rounding and a master copy (" +
+                ArgName{roles[master_role].single, roles[master_role].plural, i, multi}.str() +
+                ") exclude each other: the master copy keeps the precision");
+    }
+}
+
+py::object step_report(bool skipped, const GradDecision* decision) {
+    // The class and the plain report are looked up once and kept for the life of the process.
+    static PyObject* cls =
+        py::object(py::module_::import("fastadam.scaling").attr("StepReport")).release().ptr();
+    static PyObject* plain = PyObject_CallFunction(cls, "OO", Py_False, Py_None);
+    if (decision == nullptr && !skipped) return py::reinterpret_borrow<py::object>(plain);
+    return py::reinterpret_borrow<py::object>(cls)(
+        py::bool_(skipped), decision ? py::object(py::float_(decision->grad_norm)) : py::none());
 }
 
 namespace {

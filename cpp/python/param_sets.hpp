@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "array_checks.hpp"
 #include "entry.hpp"
@@ -20,6 +21,8 @@ struct Role {
     const char* plural;  // its argument name in the multi function
     bool written;
     bool optional = false;  // None means "this set has no such array"
+    bool state = false;     // of the state dtype (float32 for a 16-bit parameter)
+    bool master = false;    // a master copy: only for 16-bit parameters
 };
 
 // The objects of a call's sets, set-major: `roles` per set, nullptr for an optional array left
@@ -80,29 +83,103 @@ SmallVector<Hyper, 8> hypers_per_set(PyObject* obj, std::size_t size, Held& held
     return out;
 }
 
-// Runs checked sets of either dtype: make(T{}, i) builds set i's kernel tensor of element type
-// T, and run(tensors, count) is called once per dtype present, without the GIL. A call that
-// needs two kernels starts the thread pool first, so that nothing is written unless both run.
+// What a step does besides its update rule: loss-scale removal, the gradient pre-pass and its
+// uses, stochastic rounding of bfloat16 parameters (from the functional keywords, or the
+// `options` tuple of the *_step_sets entries).
+struct StepOptions {
+    GradPolicy policy;
+    bool stochastic_rounding = false;
+    std::uint64_t seed = 0;
+};
+
+// Validated: grad_scale finite and > 0, max_grad_norm None or finite and > 0; null arguments
+// (left out) take the defaults.
+StepOptions step_options(PyObject* grad_scale, PyObject* max_grad_norm, PyObject* skip_nonfinite,
+                         PyObject* stochastic_rounding, PyObject* seed);
+// From (grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed), or None/null.
+StepOptions step_options(PyObject* options);
+
+// ValueError unless stochastic rounding can apply: no float16 parameter, no master copy.
+void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role,
+                               const Role* roles, bool multi);
+
+// The report a step returns (fastadam.scaling.StepReport); `decision` null when the step did not
+// look at its gradients.
+py::object step_report(bool skipped, const GradDecision* decision);
+
+// Sets a kernel tensor's master pointer (role `master_role`, when present) and stochastic
+// rounding (bfloat16 parameters, when asked) for set i at `step`.
+template <class Tensor>
+void set_param_options(Tensor& t, const CheckedSets& sets, std::size_t i, std::size_t master_role,
+                       const StepOptions& options, std::int64_t step) {
+    using P = typename Tensor::value_type;
+    if constexpr (fastadam::is_16bit<P>) {
+        if (master_role < sets.roles) t.master = sets.data<float>(i, master_role);
+        if (std::is_same_v<P, BFloat16> && options.stochastic_rounding) {
+            t.rounding = Rounding::stochastic;
+            t.rounding_key = rounding_key(options.seed, step);
+        }
+    }
+}
+
+// Runs checked sets of any dtypes as one step: first, when the options ask for it, one pass over
+// every gradient (role 1) of every set (nothing is written if the step is skipped); then
+// make(P{}, i) builds set i's kernel tensor of parameter type P, its gradient multiplier is
+// set, and run(tensors, count) is called once per dtype present, without the GIL. A call that
+// needs several kernels starts the thread pool first, so that nothing is written unless all
+// run. Returns the step's report.
 template <class Make, class Run>
-void launch_by_dtype(const CheckedSets& sets, const Make& make, const Run& run) {
+py::object launch_step(const CheckedSets& sets, const StepOptions& options, const Make& make,
+                       const Run& run) {
+    const std::size_t n = sets.count();
+    double multiplier = 1.0 / options.policy.grad_scale;
+    GradDecision decision;
+    const bool look = needs_grad_stats(options.policy);
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += sets.size(i);
+    if (look) {
+        if (total >= kParallelThreshold) start_threads();
+        SmallVector<GradSpan, 8> spans;
+        for (std::size_t i = 0; i < n; ++i) {
+            static constexpr ElementType types[] = {ElementType::float32, ElementType::float64,
+                                                    ElementType::float16, ElementType::bfloat16};
+            spans.push_back({sets.data<const void>(i, 1),
+                             types[static_cast<int>(sets.dtypes[i])], sets.size(i)});
+        }
+        GradStats stats;
+        without_gil([&] { stats = grad_stats(spans.data(), spans.size()); });
+        decision = decide(options.policy, stats);
+        if (decision.skip) return step_report(true, &decision);
+        multiplier = decision.grad_multiplier;
+    }
     SmallVector<decltype(make(0.0f, std::size_t{0})), 4> f32;
     SmallVector<decltype(make(0.0, std::size_t{0})), 4> f64;
-    std::int64_t total = 0;
-    for (std::size_t i = 0; i < sets.count(); ++i) {
-        if (sets.dtypes[i] == Dtype::float32)
-            f32.push_back(make(0.0f, i));
-        else
-            f64.push_back(make(0.0, i));
-        total += sets.size(i);
+    SmallVector<decltype(make(Half{}, std::size_t{0})), 4> f16;
+    SmallVector<decltype(make(BFloat16{}, std::size_t{0})), 4> bf16;
+    auto add = [&](auto& list, auto zero, std::size_t i) {
+        list.push_back(make(zero, i));
+        list[list.size() - 1].grad_multiplier = multiplier;
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+        switch (sets.dtypes[i]) {
+            case Dtype::float32: add(f32, 0.0f, i); break;
+            case Dtype::float64: add(f64, 0.0, i); break;
+            case Dtype::float16: add(f16, Half{}, i); break;
+            case Dtype::bfloat16: add(bf16, BFloat16{}, i); break;
+        }
     }
     // The pool is the one thing a kernel can fail to get (threads refused): the first dtype's
-    // update must not be written when the second cannot run.
-    if (!f32.empty() && !f64.empty() && total >= kParallelThreshold) start_threads();
+    // update must not be written when another cannot run.
+    const int kinds = !f32.empty() + !f64.empty() + !f16.empty() + !bf16.empty();
+    if (kinds > 1 && total >= kParallelThreshold) start_threads();
     // The kernels touch only raw buffers, which the caller keeps alive until they return.
     without_gil([&] {
         if (!f32.empty()) run(f32.data(), f32.size());
         if (!f64.empty()) run(f64.data(), f64.size());
+        if (!f16.empty()) run(f16.data(), f16.size());
+        if (!bf16.empty()) run(bf16.data(), bf16.size());
     });
+    return step_report(false, look ? &decision : nullptr);
 }
 
 // A tuple entry as a double or a bool, TypeError naming hypers[index][k] otherwise.

@@ -8,35 +8,71 @@ namespace fastadam::python {
 
 namespace {
 
-constexpr Role kAdagradRoles[] = {
-    {"param", "params", true}, {"grad", "grads", false}, {"state_sum", "state_sums", true}};
+// Every set has four slots; the master may be left out.
+constexpr Role kAdagradRoles[] = {{"param", "params", true},
+                                  {"grad", "grads", false},
+                                  {"state_sum", "state_sums", true, false, true},
+                                  {"master", "masters", true, true, true, true}};
+constexpr std::size_t kRoles = 4, kMasterRole = 3;
 
-// Runs validated sets (either dtype); set i uses hypers[per_set_hyper ? i : 0] and steps[i].
-void launch(const CheckedSets& sets, const AdagradHyper* hypers, bool per_set_hyper,
-            const std::int64_t* steps) {
+// Validates the sets of `objects` and runs them (any dtypes); set i uses
+// hypers[per_set_hyper ? i : 0] and steps[i]. Returns the step's report.
+py::object launch(const SetObjects& objects, bool multi, bool mixed_dtypes,
+                  const AdagradHyper* hypers, bool per_set_hyper, const std::int64_t* steps,
+                  const StepOptions& options) {
+    const CheckedSets sets = check_sets(objects, kAdagradRoles, kRoles, multi, mixed_dtypes);
+    if (options.stochastic_rounding)
+        check_stochastic_rounding(sets, kMasterRole, kAdagradRoles, multi);
     const auto make = [&](auto zero, std::size_t i) {
-        using T = decltype(zero);
-        AdagradTensor<T> t;
-        t.param = sets.data<T>(i, 0);
-        t.grad = sets.data<T>(i, 1);
-        t.state_sum = sets.data<T>(i, 2);
+        using P = decltype(zero);
+        AdagradTensor<P> t;
+        t.param = sets.data<P>(i, 0);
+        t.grad = sets.data<P>(i, 1);
+        t.state_sum = sets.data<state_of_t<P>>(i, 2);
         t.size = sets.size(i);
         t.scalars = make_scalars(hypers[per_set_hyper ? i : 0], steps[i]);
+        set_param_options(t, sets, i, kMasterRole, options, steps[i]);
         return t;
     };
-    launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { adagrad_step(t, n); });
+    return launch_step(sets, options, make,
+                       [](const auto* t, std::size_t n) { adagrad_step(t, n); });
 }
 
+PyObject* none_to_null(PyObject* obj) { return obj == Py_None ? nullptr : obj; }
+
 // adagrad_step and adagrad_step_multi share one parameter layout.
-enum AdagradArg { kParam, kGrad, kStateSum, kStep, kLr, kLrDecay, kWeightDecay, kEps, kMaximize };
+enum AdagradArg {
+    kParam,
+    kGrad,
+    kStateSum,
+    kStep,
+    kLr,
+    kLrDecay,
+    kWeightDecay,
+    kEps,
+    kMaximize,
+    kMaster,
+    kGradScale,
+    kMaxGradNorm,
+    kSkipNonfinite,
+    kStochasticRounding,
+    kSeed
+};
 // The defaults written here are AdagradHyper's (adagrad_math.hpp), which adagrad_hyper falls
 // back to.
 constexpr const char* kAdagradStepParameters =
     "param, grad, state_sum, *, step, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, "
-    "maximize=False";
+    "maximize=False, master=None, grad_scale=1.0, max_grad_norm=None, skip_nonfinite=False, "
+    "stochastic_rounding=False, seed=0";
 constexpr const char* kAdagradStepMultiParameters =
     "params, grads, state_sums, *, steps, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, "
-    "maximize=False";
+    "maximize=False, masters=None, grad_scale=1.0, max_grad_norm=None, skip_nonfinite=False, "
+    "stochastic_rounding=False, seed=0";
+
+StepOptions options_of(const Args& a) {
+    return step_options(a[kGradScale], a[kMaxGradNorm], a[kSkipNonfinite], a[kStochasticRounding],
+                        a[kSeed]);
+}
 
 AdagradHyper make_hyper(double lr, double lr_decay, double weight_decay, double eps,
                         bool maximize) {
@@ -59,16 +95,18 @@ AdagradHyper adagrad_hyper(const Args& a) {
     return h;
 }
 
-void adagrad_step_one(const Args& a) {
+py::object adagrad_step_one(const Args& a) {
     const AdagradHyper h = adagrad_hyper(a);
     const std::int64_t step = int_arg(a[kStep], "step");
     check_step(step, "step");
+    const StepOptions options = options_of(a);
     SetObjects objects;
     for (int k : {kParam, kGrad, kStateSum}) objects.push_back(a[k]);
-    launch(check_sets(objects, kAdagradRoles, 3, false), &h, false, &step);
+    objects.push_back(a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr);
+    return launch(objects, false, false, &h, false, &step, options);
 }
 
-void adagrad_step_multi(const Args& a) {
+py::object adagrad_step_multi(const Args& a) {
     const AdagradHyper h = adagrad_hyper(a);
     Held held;
     const Items params = list_arg(a[kParam], "params", held);
@@ -76,17 +114,21 @@ void adagrad_step_multi(const Args& a) {
     const Items grads = list_arg(a[kGrad], "grads", n, held);
     const Items sums = list_arg(a[kStateSum], "state_sums", n, held);
     const auto steps = int_per_set(a[kStep], "steps", n, held);
+    PyObject* masters = a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const StepOptions options = options_of(a);
     SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
         check_step(steps[i], ArgName{"step", "steps", i, true});
         for (const Items* list : {&params, &grads, &sums}) objects.push_back((*list)[i]);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    launch(check_sets(objects, kAdagradRoles, 3, true), &h, false, steps.data());
+    return launch(objects, true, false, &h, false, steps.data(), options);
 }
 
 // The optimizer classes' entry, as adam_step_sets: every set of every group and dtype in one
 // call, all arguments positional.
-void adagrad_step_sets(const Args& a) {
+py::object adagrad_step_sets(const Args& a) {
     Held held;
     const Items params = list_arg(a[0], "params", held);
     const std::size_t n = params.size();
@@ -101,13 +143,17 @@ void adagrad_step_sets(const Args& a) {
         return h;
     });
     const auto steps = int_per_set(a[3], "steps", n, held);
+    PyObject* masters = a.given(5) ? none_to_null(a[5]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const StepOptions options = step_options(a[6]);
     SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
         check_step(steps[i], ArgName{"step", "steps", i, true});
         for (const Items* list : {&params, &grads, &sums}) objects.push_back((*list)[i]);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    launch(check_sets(objects, kAdagradRoles, 3, true, /*mixed_dtypes=*/true), hypers.data(), true,
-           steps.data());
+    return launch(objects, true, /*mixed_dtypes=*/true, hypers.data(), true, steps.data(),
+                  options);
 }
 
 }  // namespace
@@ -118,15 +164,19 @@ void register_adagrad(py::module_& m) {
         R"doc(One Adagrad update of one parameter set, in place (torch.optim.Adagrad semantics).
 
 state_sum is the running sum of squared gradients (start it at initial_accumulator_value).
-step is the 1-based step count after incrementing. Validation as for adam_step.
+step is the 1-based step count after incrementing. Dtypes, master, grad_scale,
+max_grad_norm, skip_nonfinite, stochastic_rounding and seed as for adam_step; returns a
+StepReport. Validation as for adam_step.
 )doc");
     def_entry<adagrad_step_multi>(
         m, "adagrad_step_multi", kAdagradStepMultiParameters,
         "Adagrad update of many parameter sets in one native call. As adagrad_step otherwise.");
     def_entry<adagrad_step_sets>(
-        m, "adagrad_step_sets", "params, grads, state_sums, steps, hypers, /",
+        m, "adagrad_step_sets", "params, grads, state_sums, steps, hypers, masters=None, "
+        "options=None, /",
         "The optimizer classes' entry: all sets of all groups and dtypes in one call; hypers "
-        "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set.");
+        "is one tuple (lr, lr_decay, weight_decay, eps, maximize) or one per set; masters and "
+        "options as for adam_step_sets. Returns a StepReport.");
 }
 
 }  // namespace fastadam::python

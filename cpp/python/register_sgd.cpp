@@ -8,26 +8,36 @@ namespace fastadam::python {
 
 namespace {
 
+// Every set has four slots; the buffer (without momentum) and the master may be left out.
 constexpr Role kSgdRoles[] = {{"param", "params", true},
                               {"grad", "grads", false},
-                              {"momentum_buffer", "momentum_buffers", true}};
+                              {"momentum_buffer", "momentum_buffers", true, true, true},
+                              {"master", "masters", true, true, true, true}};
+constexpr std::size_t kRoles = 4, kMasterRole = 3;
 
-// Runs validated sets (either dtype); set i uses hypers[per_set_hyper ? i : 0] and
-// first_steps[i].
-void launch(const CheckedSets& sets, const SgdHyper* hypers, bool per_set_hyper,
-            const bool* first_steps) {
+// Validates the sets of `objects` and runs them (any dtypes); set i uses
+// hypers[per_set_hyper ? i : 0] and first_steps[i]. SGD keeps no step count, which stochastic
+// rounding's stream needs: it rounds to nearest.
+py::object launch(const SetObjects& objects, bool multi, bool mixed_dtypes, const SgdHyper* hypers,
+                  bool per_set_hyper, const bool* first_steps, const StepOptions& options) {
+    if (options.stochastic_rounding)
+        throw py::value_error("stochastic_rounding needs a step count: SGD rounds to nearest");
+    const CheckedSets sets = check_sets(objects, kSgdRoles, kRoles, multi, mixed_dtypes);
     const auto make = [&](auto zero, std::size_t i) {
-        using T = decltype(zero);
-        SgdTensor<T> t;
-        t.param = sets.data<T>(i, 0);
-        t.grad = sets.data<T>(i, 1);
-        t.momentum_buffer = sets.roles > 2 ? sets.data<T>(i, 2) : nullptr;
+        using P = decltype(zero);
+        SgdTensor<P> t;
+        t.param = sets.data<P>(i, 0);
+        t.grad = sets.data<P>(i, 1);
+        t.momentum_buffer = sets.data<state_of_t<P>>(i, 2);
         t.size = sets.size(i);
         t.scalars = make_scalars(hypers[per_set_hyper ? i : 0], first_steps[i]);
+        set_param_options(t, sets, i, kMasterRole, options, 0);
         return t;
     };
-    launch_by_dtype(sets, make, [](const auto* t, std::size_t n) { sgd_step(t, n); });
+    return launch_step(sets, options, make, [](const auto* t, std::size_t n) { sgd_step(t, n); });
 }
+
+PyObject* none_to_null(PyObject* obj) { return obj == Py_None ? nullptr : obj; }
 
 // sgd_step and sgd_step_multi share one parameter layout.
 enum SgdArg {
@@ -40,15 +50,25 @@ enum SgdArg {
     kWeightDecay,
     kNesterov,
     kMaximize,
-    kFirstStep
+    kFirstStep,
+    kMaster,
+    kGradScale,
+    kMaxGradNorm,
+    kSkipNonfinite
 };
 // The defaults written here are SgdHyper's (sgd_math.hpp), which sgd_hyper falls back to.
 constexpr const char* kSgdStepParameters =
     "param, grad, momentum_buffer=None, *, lr=0.001, momentum=0.0, dampening=0.0, "
-    "weight_decay=0.0, nesterov=False, maximize=False, first_step=False";
+    "weight_decay=0.0, nesterov=False, maximize=False, first_step=False, master=None, "
+    "grad_scale=1.0, max_grad_norm=None, skip_nonfinite=False";
 constexpr const char* kSgdStepMultiParameters =
     "params, grads, momentum_buffers=None, *, lr=0.001, momentum=0.0, dampening=0.0, "
-    "weight_decay=0.0, nesterov=False, maximize=False, first_steps=False";
+    "weight_decay=0.0, nesterov=False, maximize=False, first_steps=False, masters=None, "
+    "grad_scale=1.0, max_grad_norm=None, skip_nonfinite=False";
+
+StepOptions options_of(const Args& a) {
+    return step_options(a[kGradScale], a[kMaxGradNorm], a[kSkipNonfinite], nullptr, nullptr);
+}
 
 SgdHyper make_hyper(double lr, double momentum, double dampening, double weight_decay,
                     bool nesterov, bool maximize) {
@@ -84,18 +104,20 @@ PyObject* momentum_buffers(const Args& a, const SgdHyper& h, const char* name) {
     return buffers;
 }
 
-void sgd_step_one(const Args& a) {
+py::object sgd_step_one(const Args& a) {
     const SgdHyper h = sgd_hyper(a);
     PyObject* buffer = momentum_buffers(a, h, "momentum_buffer");
     const bool first = bool_arg(a[kFirstStep], "first_step", false);
+    const StepOptions options = options_of(a);
     SetObjects objects;
     objects.push_back(a[kParam]);
     objects.push_back(a[kGrad]);
-    if (buffer != nullptr) objects.push_back(buffer);
-    launch(check_sets(objects, kSgdRoles, objects.size(), false), &h, false, &first);
+    objects.push_back(buffer);
+    objects.push_back(a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr);
+    return launch(objects, false, false, &h, false, &first, options);
 }
 
-void sgd_step_multi(const Args& a) {
+py::object sgd_step_multi(const Args& a) {
     const SgdHyper h = sgd_hyper(a);
     Held held;
     const Items params = list_arg(a[kParam], "params", held);
@@ -105,18 +127,23 @@ void sgd_step_multi(const Args& a) {
     const Items buffer_list = buffers ? list_arg(buffers, "momentum_buffers", n, held) : Items();
     const auto first = a.given(kFirstStep) ? bool_per_set(a[kFirstStep], "first_steps", n, held)
                                            : SmallVector<bool, 8>(n, false);
+    PyObject* masters = a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const StepOptions options = options_of(a);
     SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
         objects.push_back(params[i]);
         objects.push_back(grads[i]);
-        if (buffers) objects.push_back(buffer_list[i]);
+        // With momentum every set needs its buffer: None there is refused by its check.
+        objects.push_back(buffers ? buffer_list[i] : nullptr);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    launch(check_sets(objects, kSgdRoles, buffers ? 3 : 2, true), &h, false, first.data());
+    return launch(objects, true, false, &h, false, first.data(), options);
 }
 
 // The optimizer classes' entry, as adam_step_sets: every set of every group and dtype in one
 // call, all arguments positional; momentum_buffers holds None for sets without momentum.
-void sgd_step_sets(const Args& a) {
+py::object sgd_step_sets(const Args& a) {
     Held held;
     const Items params = list_arg(a[0], "params", held);
     const std::size_t n = params.size();
@@ -131,6 +158,9 @@ void sgd_step_sets(const Args& a) {
         check_hyper(h);
         return h;
     });
+    PyObject* masters = a.given(5) ? none_to_null(a[5]) : nullptr;
+    const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
+    const StepOptions options = step_options(a[6]);
     SetObjects objects;
     for (std::size_t i = 0; i < n; ++i) {
         PyObject* buffer = buffers[i] == Py_None ? nullptr : buffers[i];
@@ -141,11 +171,10 @@ void sgd_step_sets(const Args& a) {
         objects.push_back(params[i]);
         objects.push_back(grads[i]);
         objects.push_back(buffer);
+        objects.push_back(masters ? none_to_null(master_list[i]) : nullptr);
     }
-    Role roles[3] = {kSgdRoles[0], kSgdRoles[1], kSgdRoles[2]};
-    roles[2].optional = true;
-    launch(check_sets(objects, roles, 3, true, /*mixed_dtypes=*/true), hypers.data(), true,
-           first.data());
+    return launch(objects, true, /*mixed_dtypes=*/true, hypers.data(), true, first.data(),
+                  options);
 }
 
 }  // namespace
@@ -157,17 +186,22 @@ void register_sgd(py::module_& m) {
 
 momentum_buffer is required when momentum != 0 and forbidden otherwise. With first_step=True
 the buffer is set to the gradient (torch's first step for a parameter), else it is updated as
-momentum * buf + (1 - dampening) * grad. Validation as for adam_step.
+momentum * buf + (1 - dampening) * grad. Dtypes, master, grad_scale, max_grad_norm and
+skip_nonfinite as for adam_step (no stochastic rounding: SGD keeps no step count); returns a
+StepReport. Validation as for adam_step.
 )doc");
     def_entry<sgd_step_multi>(
         m, "sgd_step_multi", kSgdStepMultiParameters,
         "SGD update of many parameter sets in one native call; first_steps is a bool or one bool "
         "per set. As sgd_step otherwise.");
     def_entry<sgd_step_sets>(
-        m, "sgd_step_sets", "params, grads, momentum_buffers, first_steps, hypers, /",
+        m, "sgd_step_sets",
+        "params, grads, momentum_buffers, first_steps, hypers, masters=None, options=None, /",
         "The optimizer classes' entry: all sets of all groups and dtypes in one call. "
         "momentum_buffers holds None for sets without momentum; hypers is one tuple (lr, "
-        "momentum, dampening, weight_decay, nesterov, maximize) or one per set.");
+        "momentum, dampening, weight_decay, nesterov, maximize) or one per set; masters and "
+        "options as for adam_step_sets (stochastic_rounding must be False). Returns a "
+        "StepReport.");
 }
 
 }  // namespace fastadam::python

@@ -16,8 +16,8 @@ bool cpu_supports(Isa isa) {
         case Isa::scalar:
             return true;
 #if defined(FASTADAM_HAVE_AVX2)
-        case Isa::avx2:
-            return __builtin_cpu_supports("avx2");
+        case Isa::avx2:  // float16 conversions use F16C (every AVX2 CPU we know has it)
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
         case Isa::avx512:
@@ -81,7 +81,7 @@ RangeKernel<Tensor> pick(RangeKernel<Tensor> update, RangeKernel<Tensor> probe, 
 }
 
 #define FASTADAM_KERNEL_OF(ns)                                                                \
-    if constexpr (std::is_same_v<Tensor, AdamTensor<typename Tensor::value_type>>)          \
+    if constexpr (std::is_same_v<Tensor, AdamTensor<typename Tensor::value_type>>)            \
         return pick<Tensor>(&ns::update_range, &ns::probe_range, sweep);                      \
     else                                                                                      \
         return &ns::update_range
@@ -102,11 +102,29 @@ RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep) {
     }
 }
 
-template RangeKernel<AdamTensor<float>> range_kernel(Isa, Sweep);
-template RangeKernel<AdamTensor<double>> range_kernel(Isa, Sweep);
-template RangeKernel<SgdTensor<float>> range_kernel(Isa, Sweep);
-template RangeKernel<SgdTensor<double>> range_kernel(Isa, Sweep);
-template RangeKernel<AdagradTensor<float>> range_kernel(Isa, Sweep);
-template RangeKernel<AdagradTensor<double>> range_kernel(Isa, Sweep);
+#define FASTADAM_INSTANTIATE(P)                                            \
+    template RangeKernel<AdamTensor<P>> range_kernel(Isa, Sweep);          \
+    template RangeKernel<SgdTensor<P>> range_kernel(Isa, Sweep);           \
+    template RangeKernel<AdagradTensor<P>> range_kernel(Isa, Sweep);
+FASTADAM_INSTANTIATE(float)
+FASTADAM_INSTANTIATE(double)
+FASTADAM_INSTANTIATE(Half)
+FASTADAM_INSTANTIATE(BFloat16)
+#undef FASTADAM_INSTANTIATE
+
+SegmentKernel segment_kernel(Isa isa) {
+    switch (isa) {
+#if defined(FASTADAM_HAVE_AVX2)
+        case Isa::avx2: return &isa_avx2::grad_segment;
+#endif
+#if defined(FASTADAM_HAVE_AVX512)
+        case Isa::avx512: return &isa_avx512::grad_segment;
+#endif
+#if defined(FASTADAM_HAVE_NEON)
+        case Isa::neon: return &isa_neon::grad_segment;
+#endif
+        default: return &isa_scalar::grad_segment;
+    }
+}
 
 }  // namespace fastadam

@@ -7,18 +7,28 @@
 
 #include "fastadam/kernels.hpp"
 
+namespace fastadam {
+// One segment's share of grad_stats (update_loop.hpp: sum_squares).
+struct SegmentSum {
+    double sum_of_squares;
+    bool finite;  // checked for float64 data, whose squares may overflow; others: from the sum
+};
+}  // namespace fastadam
+
 #define FASTADAM_DECLARE_RANGE(name, Tensor) \
     void name(const Tensor& t, std::int64_t begin, std::int64_t end);
-#define FASTADAM_DECLARE_ISA(ns)                                  \
-    namespace fastadam::ns {                                      \
-    FASTADAM_DECLARE_RANGE(update_range, AdamTensor<float>)       \
-    FASTADAM_DECLARE_RANGE(update_range, AdamTensor<double>)      \
-    FASTADAM_DECLARE_RANGE(update_range, SgdTensor<float>)        \
-    FASTADAM_DECLARE_RANGE(update_range, SgdTensor<double>)       \
-    FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<float>)    \
-    FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<double>)   \
-    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<float>)        \
-    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<double>)       \
+#define FASTADAM_DECLARE_RANGES_OF(P)                    \
+    FASTADAM_DECLARE_RANGE(update_range, AdamTensor<P>)    \
+    FASTADAM_DECLARE_RANGE(update_range, SgdTensor<P>)     \
+    FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<P>) \
+    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<P>)
+#define FASTADAM_DECLARE_ISA(ns)                                                   \
+    namespace fastadam::ns {                                                       \
+    FASTADAM_DECLARE_RANGES_OF(float)                                              \
+    FASTADAM_DECLARE_RANGES_OF(double)                                             \
+    FASTADAM_DECLARE_RANGES_OF(Half)                                               \
+    FASTADAM_DECLARE_RANGES_OF(BFloat16)                                           \
+    SegmentSum grad_segment(const GradSpan& s, std::int64_t begin, std::int64_t end); \
     }
 
 FASTADAM_DECLARE_ISA(isa_scalar)
@@ -33,6 +43,7 @@ FASTADAM_DECLARE_ISA(isa_neon)
 #endif
 
 #undef FASTADAM_DECLARE_ISA
+#undef FASTADAM_DECLARE_RANGES_OF
 #undef FASTADAM_DECLARE_RANGE
 
 namespace fastadam {
@@ -45,5 +56,8 @@ enum class Sweep { update, bandwidth_probe };
 // The range kernel of an ISA for one tensor type; the caller has checked the CPU supports it.
 template <class Tensor>
 RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep);
+
+using SegmentKernel = SegmentSum (*)(const GradSpan&, std::int64_t, std::int64_t);
+SegmentKernel segment_kernel(Isa isa);
 
 }  // namespace fastadam

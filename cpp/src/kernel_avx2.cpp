@@ -1,4 +1,4 @@
-// AVX2 path: 8 floats / 4 doubles per ymm register. Built with -mavx2 only; FMA is deliberately
+// AVX2 path: 8 floats / 4 doubles per ymm register. Built with -mavx2 -mf16c; FMA is deliberately
 // not used, so results are bitwise identical to the scalar and AVX-512 paths.
 #include <immintrin.h>
 
@@ -14,6 +14,15 @@ using F32 = fastadam::simd::Vec<float, 8, Avx2Tag>;
 using F64 = fastadam::simd::Vec<double, 4, Avx2Tag>;
 F32 sqrt_of(F32 a) { return F32::from(_mm256_sqrt_ps(a.r)); }
 F64 sqrt_of(F64 a) { return F64::from(_mm256_sqrt_pd(a.r)); }
+// float16 <-> float32 with F16C (vcvtph2ps / vcvtps2ph, round to nearest even): the same bits
+// as half.hpp's functions, NaNs included.
+F32 widen(F32, const fastadam::Half* p) {
+    return F32::from(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+void narrow(F32 x, fastadam::Half* p) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm256_cvtps_ph(x.r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 }  // namespace
 
 FASTADAM_DEFINE_RANGE_KERNELS(isa_avx2, F32, F64, L<float>, L<double>)

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <vector>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -139,21 +141,84 @@ void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update)
 
 }  // namespace
 
-void adam_step(const AdamTensor<float>* tensors, std::size_t count) { step(tensors, count); }
-void adam_step(const AdamTensor<double>* tensors, std::size_t count) { step(tensors, count); }
-void sgd_step(const SgdTensor<float>* tensors, std::size_t count) { step(tensors, count); }
-void sgd_step(const SgdTensor<double>* tensors, std::size_t count) { step(tensors, count); }
-void adagrad_step(const AdagradTensor<float>* tensors, std::size_t count) {
-    step(tensors, count);
+#define FASTADAM_STEPS(P)                                                            \
+    void adam_step(const AdamTensor<P>* tensors, std::size_t count) {                \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void sgd_step(const SgdTensor<P>* tensors, std::size_t count) {                  \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count) {          \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count) {          \
+        step(tensors, count, Sweep::bandwidth_probe);                                \
+    }
+FASTADAM_STEPS(float)
+FASTADAM_STEPS(double)
+FASTADAM_STEPS(Half)
+FASTADAM_STEPS(BFloat16)
+#undef FASTADAM_STEPS
+
+namespace {
+
+// grad_stats splits every span into segments of this many elements, counted from the span's
+// start, whatever the thread count: the segments and their order fix the reduction.
+constexpr std::int64_t kSegment = 1 << 15;
+
+struct StatsJob {
+    const GradSpan* spans;
+    const std::int64_t* first_segment;  // span k's segments are [first[k], first[k + 1])
+    SegmentSum* out;                    // one per segment
+    std::int64_t segments;
+    SegmentKernel kernel;
+};
+
+void run_stats_part(void* context, int part, int parts) {
+    const auto& job = *static_cast<const StatsJob*>(context);
+    const std::int64_t s0 = job.segments * part / parts, s1 = job.segments * (part + 1) / parts;
+    std::size_t k = 0;
+    for (std::int64_t seg = s0; seg < s1; ++seg) {
+        while (seg >= job.first_segment[k + 1]) ++k;
+        const GradSpan& span = job.spans[k];
+        const std::int64_t begin = (seg - job.first_segment[k]) * kSegment;
+        job.out[seg] = job.kernel(span, begin, std::min(span.size, begin + kSegment));
+    }
 }
-void adagrad_step(const AdagradTensor<double>* tensors, std::size_t count) {
-    step(tensors, count);
-}
-void bandwidth_probe(const AdamTensor<float>* tensors, std::size_t count) {
-    step(tensors, count, Sweep::bandwidth_probe);
-}
-void bandwidth_probe(const AdamTensor<double>* tensors, std::size_t count) {
-    step(tensors, count, Sweep::bandwidth_probe);
+
+}  // namespace
+
+GradStats grad_stats(const GradSpan* spans, std::size_t count) {
+    // Kept per calling thread and reused: after the first step of a given size, no allocation.
+    thread_local std::vector<std::int64_t> first;
+    thread_local std::vector<SegmentSum> partial;
+    first.resize(count + 1);
+    std::int64_t total = 0;
+    first[0] = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+        total += spans[k].size;
+        first[k + 1] = first[k] + (spans[k].size + kSegment - 1) / kSegment;
+    }
+    const std::int64_t segments = first[count];
+    partial.resize(static_cast<std::size_t>(segments));
+    StatsJob job{spans, first.data(), partial.data(), segments, segment_kernel(active_isa())};
+    if (total < kParallelThreshold) {
+        if (segments > 0) run_stats_part(&job, 0, 1);
+    } else {
+        const std::shared_ptr<ThreadPool> p = get_pool();
+        const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
+        const int threads = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
+        const int chunks = static_cast<int>(std::min<std::int64_t>(
+            {std::int64_t{threads} * kChunksPerThread, segments, ThreadPool::kMaxChunks}));
+        p->run(&run_stats_part, &job, threads == 1 ? 1 : chunks, threads - 1);
+    }
+    GradStats stats;
+    for (const SegmentSum& s : partial) {
+        stats.sum_of_squares += s.sum_of_squares;
+        stats.finite = stats.finite && s.finite;
+    }
+    stats.finite = stats.finite && std::isfinite(stats.sum_of_squares);
+    return stats;
 }
 
 namespace {

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+
+#include "fastadam/half.hpp"
 
 namespace fastadam::simd {
 
@@ -16,6 +19,7 @@ namespace fastadam::simd {
 template <class T, int W, class IsaTag>
 struct Vec {
     typedef T Register __attribute__((vector_size(W * sizeof(T))));
+    using value_type = T;
     static constexpr int width = W;
     Register r;
 
@@ -48,6 +52,7 @@ struct Vec {
 // element function as the body.
 template <class T, class IsaTag>
 struct Lane {
+    using value_type = T;
     static constexpr int width = 1;
     T x;
 
@@ -64,5 +69,93 @@ struct Lane {
     friend Lane max_of(Lane a, Lane b) { return a.x > b.x ? a : b; }
     friend Lane sqrt_of(Lane a) { return Lane(std::sqrt(a.x)); }
 };
+
+// --- 16-bit storage (half.hpp defines the conversions) ----------------------------------------
+// widen(V{}, p) loads V::width 16-bit values as float lanes; narrow(x, p) stores x rounded to
+// nearest even; narrow_stochastic(x, p, key, i) stores x rounded stochastically (bfloat16).
+// Lanes use half.hpp's functions; float vectors use the integer formulas of half.hpp for
+// bfloat16 and, for float16, the ISA's conversion instructions, which each kernel file defines
+// next to its tag (found by argument-dependent lookup like sqrt_of).
+
+template <class Tag>
+Lane<float, Tag> widen(Lane<float, Tag>, const Half* p) {
+    return Lane<float, Tag>(to_float(*p));
+}
+template <class Tag>
+void narrow(Lane<float, Tag> x, Half* p) {
+    *p = to_half(x.x);
+}
+template <class Tag>
+Lane<float, Tag> widen(Lane<float, Tag>, const BFloat16* p) {
+    return Lane<float, Tag>(to_float(*p));
+}
+template <class Tag>
+void narrow(Lane<float, Tag> x, BFloat16* p) {
+    *p = to_bfloat16(x.x);
+}
+template <class Tag>
+void narrow_stochastic(Lane<float, Tag> x, BFloat16* p, std::uint64_t key, std::int64_t i) {
+    *p = to_bfloat16_stochastic(x.x, key, i);
+}
+
+// Integer lanes matching a float vector of W lanes.
+template <int W>
+struct IntLanes {
+    typedef std::uint32_t U32 __attribute__((vector_size(W * 4)));
+    typedef std::uint16_t U16 __attribute__((vector_size(W * 2)));
+};
+
+template <int W, class Tag>
+Vec<float, W, Tag> widen(Vec<float, W, Tag>, const BFloat16* p) {
+    typename IntLanes<W>::U16 h;
+    std::memcpy(&h, p, sizeof h);
+    const auto u = __builtin_convertvector(h, typename IntLanes<W>::U32) << 16;
+    Vec<float, W, Tag> v;
+    std::memcpy(&v.r, &u, sizeof u);
+    return v;
+}
+
+template <int W, class Tag>
+void store_bfloat16_bits(typename IntLanes<W>::U32 rounded, BFloat16* p) {
+    const auto h = __builtin_convertvector(rounded, typename IntLanes<W>::U16);
+    std::memcpy(p, &h, sizeof h);
+}
+
+template <int W, class Tag>
+typename IntLanes<W>::U32 bits_of(Vec<float, W, Tag> x) {
+    typename IntLanes<W>::U32 u;
+    std::memcpy(&u, &x.r, sizeof u);
+    return u;
+}
+
+template <int W, class Tag>
+void narrow(Vec<float, W, Tag> x, BFloat16* p) {
+    store_bfloat16_bits<W, Tag>(bits::bfloat16_nearest(bits_of(x)), p);
+}
+
+template <int W, class Tag>
+void narrow_stochastic(Vec<float, W, Tag> x, BFloat16* p, std::uint64_t key, std::int64_t i) {
+    using U32 = typename IntLanes<W>::U32;
+    U32 lo, iota;
+    for (int k = 0; k < W; ++k) iota[k] = static_cast<std::uint32_t>(k);
+    const auto base = static_cast<std::uint64_t>(i);
+    lo = static_cast<std::uint32_t>(base) + iota;
+    // Lanes whose low word wrapped past 2**32 carry one into the high word (mask -1 -> +1).
+    const U32 hi = static_cast<std::uint32_t>(base >> 32) - (U32)(lo < iota);
+    store_bfloat16_bits<W, Tag>(bits::bfloat16_stochastic(bits_of(x), bits::rounding_bits(lo, hi, key)),
+                                p);
+}
+
+// --- doubles for reductions -----------------------------------------------------------------
+// The lanes of a value as doubles (a vector of the same width, or a plain double).
+template <class T, int W, class Tag>
+auto to_doubles(Vec<T, W, Tag> x) {
+    typedef double D __attribute__((vector_size(W * sizeof(double))));
+    return __builtin_convertvector(x.r, D);
+}
+template <class T, class Tag>
+double to_doubles(Lane<T, Tag> x) {
+    return static_cast<double>(x.x);
+}
 
 }  // namespace fastadam::simd

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os as _os
 
 try:
-    from . import _core  # noqa: F401  (imported first for a clear error when it is missing)
+    from . import _core
 except ImportError as exc:  # pragma: no cover - depends on how the package was installed
     raise ImportError(
         "fastadam's compiled module (fastadam._core) could not be imported. Build and install "
@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
         f"and CMake). Original error: {exc}"
     ) from exc
 
-from . import reference
+from . import dtypes, reference
 from ._core import (
     adagrad_step,
     adagrad_step_multi,
@@ -36,18 +36,22 @@ from ._core import (
 )
 from .config import show_config
 from .optim import SGD, Adagrad, Adam, AdamW
+from .scaling import DynamicLossScaler, StepReport
 
 __all__ = [
     "SGD",
     "Adagrad",
     "Adam",
     "AdamW",
+    "DynamicLossScaler",
+    "StepReport",
     "adagrad_step",
     "adagrad_step_multi",
     "adam_step",
     "adam_step_multi",
     "available_isas",
     "cuda",
+    "dtypes",
     "get_isa",
     "get_num_threads",
     "reference",

@@ -6,7 +6,13 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import TypeAlias
 
-_FloatArray: TypeAlias = npt.NDArray[np.floating]
+from .scaling import StepReport
+
+# float32, float64, float16, or ml_dtypes.bfloat16 (whose scalar type is not np.floating);
+# state and master copies of a 16-bit parameter are float32.
+_FloatArray: TypeAlias = npt.NDArray[np.generic]
+# (grad_scale, max_grad_norm or None, skip_nonfinite, stochastic_rounding, seed)
+_StepOptions: TypeAlias = tuple[float, float | None, bool, bool, int]
 # (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction)
 _AdamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool, bool, bool]
 # (lr, momentum, dampening, weight_decay, nesterov, maximize)
@@ -32,7 +38,13 @@ def adam_step(
     maximize: bool = False,
     decoupled: bool = False,
     bias_correction: bool = True,
-) -> None: ...
+    master: _FloatArray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+) -> StepReport: ...
 def adam_step_multi(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
@@ -49,7 +61,13 @@ def adam_step_multi(
     maximize: bool = False,
     decoupled: bool = False,
     bias_correction: bool = True,
-) -> None: ...
+    masters: Sequence[_FloatArray | None] | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+) -> StepReport: ...
 def adam_step_sets(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
@@ -58,14 +76,17 @@ def adam_step_sets(
     max_exp_avg_sqs: Sequence[_FloatArray | None],
     steps: int | Sequence[int],
     hypers: _AdamHyperTuple | Sequence[_AdamHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
     /,
-) -> None: ...
+) -> StepReport: ...
 def bandwidth_probe(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
     exp_avgs: Sequence[_FloatArray],
     exp_avg_sqs: Sequence[_FloatArray],
-) -> None: ...
+    masters: Sequence[_FloatArray | None] | None = None,
+) -> StepReport: ...
 
 # register_sgd.cpp
 
@@ -81,7 +102,11 @@ def sgd_step(
     nesterov: bool = False,
     maximize: bool = False,
     first_step: bool = False,
-) -> None: ...
+    master: _FloatArray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+) -> StepReport: ...
 def sgd_step_multi(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
@@ -94,15 +119,21 @@ def sgd_step_multi(
     nesterov: bool = False,
     maximize: bool = False,
     first_steps: bool | Sequence[bool] = False,
-) -> None: ...
+    masters: Sequence[_FloatArray | None] | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+) -> StepReport: ...
 def sgd_step_sets(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
     momentum_buffers: Sequence[_FloatArray | None],
     first_steps: bool | Sequence[bool],
     hypers: _SgdHyperTuple | Sequence[_SgdHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
     /,
-) -> None: ...
+) -> StepReport: ...
 
 # register_adagrad.cpp
 
@@ -117,7 +148,13 @@ def adagrad_step(
     weight_decay: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
-) -> None: ...
+    master: _FloatArray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+) -> StepReport: ...
 def adagrad_step_multi(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
@@ -129,15 +166,23 @@ def adagrad_step_multi(
     weight_decay: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
-) -> None: ...
+    masters: Sequence[_FloatArray | None] | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+) -> StepReport: ...
 def adagrad_step_sets(
     params: Sequence[_FloatArray],
     grads: Sequence[_FloatArray],
     state_sums: Sequence[_FloatArray],
     steps: int | Sequence[int],
     hypers: _AdagradHyperTuple | Sequence[_AdagradHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
     /,
-) -> None: ...
+) -> StepReport: ...
 
 # register_runtime.cpp
 

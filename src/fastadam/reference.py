@@ -6,6 +6,16 @@ compiled one of the same name (``fastadam.adam_step``, ``fastadam.sgd_step``, ..
 in the arrays' own dtype, with the per-call scalars computed in double precision and rounded once
 (pass float64 arrays for the accuracy oracle). They are honest in-place NumPy implementations,
 the kind a user would write, with a few temporaries per step.
+
+Mixed precision as the kernels do it: a float16 or bfloat16 parameter (or its ``master`` copy)
+and its gradient are widened to the state's dtype (float32, or float64 for the oracle), updated
+there, and the parameter is rounded once to its dtype (``dtypes.round_nearest``, or
+``dtypes.round_stochastic`` with ``stochastic_rounding``). ``grad_scale``, ``max_grad_norm`` and
+``skip_nonfinite`` act as in the kernels: the gradients are multiplied by
+``(1 / grad_scale) * min(1, max_grad_norm / (norm + 1e-6))`` (computed in double, rounded once
+to the state's dtype) where ``norm`` is the global L2 norm of all the call's unscaled gradients,
+and a call whose gradients are not all finite writes nothing with ``skip_nonfinite``. Every
+function returns a ``StepReport``.
 """
 
 from __future__ import annotations
@@ -14,11 +24,15 @@ import math
 
 import numpy as np
 
+from .dtypes import is_16bit, round_nearest, round_stochastic
+from .scaling import StepReport
+
 __all__ = [
     "adagrad_step",
     "adagrad_step_multi",
     "adam_step",
     "adam_step_multi",
+    "grad_report",
     "sgd_step",
     "sgd_step_multi",
 ]
@@ -40,10 +54,58 @@ def adam_step(
     maximize: bool = False,
     decoupled: bool = False,
     bias_correction: bool = True,
-) -> None:
+    master: np.ndarray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+) -> StepReport:
     """One Adam/AdamW update in place, in NumPy. Same arguments as ``fastadam.adam_step``."""
+    return adam_step_multi(
+        [param],
+        [grad],
+        [exp_avg],
+        [exp_avg_sq],
+        steps=step,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        max_exp_avg_sqs=None if max_exp_avg_sq is None else [max_exp_avg_sq],
+        maximize=maximize,
+        decoupled=decoupled,
+        bias_correction=bias_correction,
+        masters=None if master is None else [master],
+        grad_scale=grad_scale,
+        max_grad_norm=max_grad_norm,
+        skip_nonfinite=skip_nonfinite,
+        stochastic_rounding=stochastic_rounding,
+        seed=seed,
+    )
+
+
+def _adam_math(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled=False,
+    bias_correction=True,
+) -> None:
+    """The Adam update of DESIGN.md in the dtype of ``exp_avg``, in place on every array."""
     beta1, beta2 = betas
-    dtype = param.dtype.type
+    dtype = exp_avg.dtype.type
     # Per-call scalars in double precision, rounded once to the arrays' dtype.
     bc1 = 1.0 - beta1**step if bias_correction else 1.0
     bc2 = 1.0 - beta2**step if bias_correction else 1.0
@@ -75,13 +137,90 @@ def adam_step(
     param -= update
 
 
-def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, *, steps, max_exp_avg_sqs=None, **hyper):
-    """``adam_step`` over aligned lists, one set after another."""
+def adam_step_multi(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    steps,
+    max_exp_avg_sqs=None,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
+    **hyper,
+) -> StepReport:
+    """``adam_step`` over aligned lists, one set after another, after one look at all the
+    gradients (``grad_report``)."""
     n = len(params)
-    step_list = [steps] * n if isinstance(steps, int) else list(steps)
+    step_list = _per_set(steps, n)
     maxes = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * n
-    for p, g, m, v, vmax, t in zip(params, grads, exp_avgs, exp_avg_sqs, maxes, step_list):
-        adam_step(p, g, m, v, step=t, max_exp_avg_sq=vmax, **hyper)
+    if hyper.get("amsgrad") and any(m is None for m in maxes):
+        raise ValueError("max_exp_avg_sq is required when amsgrad=True")
+    report, multiplier = grad_report(grads, grad_scale, max_grad_norm, skip_nonfinite)
+    if report.skipped:
+        return report
+    for i, (p, g, m, v, vmax, t) in enumerate(
+        zip(params, grads, exp_avgs, exp_avg_sqs, maxes, step_list)
+    ):
+        master = masters[i] if masters is not None else None
+        with _Widened(p, g, m.dtype, master, multiplier, stochastic_rounding, seed, t) as (wp, wg):
+            _adam_math(wp, wg, m, v, vmax, step=t, **hyper)
+    return report
+
+
+def grad_report(
+    grads,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+) -> tuple[StepReport, float]:
+    """The look at all gradients of a step: its report and the gradient multiplier
+    ``(1 / grad_scale) * clip`` (1.0 when nothing is asked). The norm is summed in float64."""
+    norm = None
+    clip = 1.0
+    if skip_nonfinite or max_grad_norm is not None:
+        total = 0.0
+        for g in grads:
+            g64 = np.asarray(g).astype(np.float64)
+            total += float(np.dot(g64.ravel(), g64.ravel()))
+        norm = math.sqrt(total) / grad_scale
+        finite = math.isfinite(norm) and all(np.isfinite(np.asarray(g)).all() for g in grads)
+        if skip_nonfinite and not finite:
+            return StepReport(True, norm), 1.0
+        if max_grad_norm is not None:
+            clip = max_grad_norm / (norm + 1e-6)
+            clip = clip if not clip > 1.0 else 1.0
+    return StepReport(False, norm), (1.0 / grad_scale) * clip
+
+
+class _Widened:
+    """The parameter and gradient as the update sees them: the arrays themselves for a float32
+    or float64 parameter (the gradient multiplied when asked); for a 16-bit one, copies widened
+    to the state dtype (from the master copy when there is one), rounded back on exit."""
+
+    def __init__(self, param, grad, state_dtype, master, multiplier, stochastic, seed, step):
+        self.param, self.master = param, master
+        self.stochastic, self.seed, self.step = stochastic, seed, step
+        self.mixed = is_16bit(param.dtype)
+        dtype = state_dtype if self.mixed else param.dtype
+        self.p = (master if master is not None else param.astype(dtype)) if self.mixed else param
+        self.g = grad.astype(dtype) if self.mixed else grad
+        if multiplier != 1.0:
+            self.g = self.g * dtype.type(multiplier)
+
+    def __enter__(self):
+        return self.p, self.g
+
+    def __exit__(self, *exc) -> None:
+        if self.mixed and exc[0] is None:
+            if self.stochastic:
+                self.param[...] = round_stochastic(self.p.astype(np.float32), self.seed, self.step)
+            else:
+                self.param[...] = round_nearest(self.p, self.param.dtype)
 
 
 def _per_set(value, n: int) -> list:
@@ -101,12 +240,41 @@ def sgd_step(
     nesterov: bool = False,
     maximize: bool = False,
     first_step: bool = False,
-) -> None:
+    **mixed,
+) -> StepReport:
     """One SGD update in place, in NumPy. Same arguments as ``fastadam.sgd_step``.
 
     With ``first_step`` the momentum buffer becomes a copy of the (decayed) gradient, as torch
     does for a parameter that has no buffer yet.
     """
+    return sgd_step_multi(
+        [param],
+        [grad],
+        None if momentum_buffer is None else [momentum_buffer],
+        first_steps=first_step,
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+        **_one_set(mixed),
+    )
+
+
+def _sgd_math(
+    param,
+    grad,
+    momentum_buffer,
+    *,
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    first_step=False,
+) -> None:
     if (momentum != 0.0) != (momentum_buffer is not None):
         raise ValueError("momentum_buffer is required exactly when momentum != 0")
     dtype = param.dtype.type
@@ -124,12 +292,34 @@ def sgd_step(
     param -= dtype(lr) * g
 
 
-def sgd_step_multi(params, grads, momentum_buffers=None, *, first_steps=False, **hyper):
-    """``sgd_step`` over aligned lists, one set after another."""
+def sgd_step_multi(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    first_steps=False,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
+    step=1,
+    **hyper,
+) -> StepReport:
+    """``sgd_step`` over aligned lists, one set after another (``step`` only keys stochastic
+    rounding)."""
     n = len(params)
     buffers = momentum_buffers if momentum_buffers is not None else [None] * n
-    for p, g, buf, first in zip(params, grads, buffers, _per_set(first_steps, n)):
-        sgd_step(p, g, buf, first_step=first, **hyper)
+    report, multiplier = grad_report(grads, grad_scale, max_grad_norm, skip_nonfinite)
+    if report.skipped:
+        return report
+    for i, (p, g, buf, first) in enumerate(zip(params, grads, buffers, _per_set(first_steps, n))):
+        master = masters[i] if masters is not None else None
+        state = buf.dtype if buf is not None else np.dtype(np.float32)
+        with _Widened(p, g, state, master, multiplier, stochastic_rounding, seed, step) as (wp, wg):
+            _sgd_math(wp, wg, buf, first_step=first, **hyper)
+    return report
 
 
 def adagrad_step(
@@ -143,8 +333,35 @@ def adagrad_step(
     weight_decay: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
-) -> None:
+    **mixed,
+) -> StepReport:
     """One Adagrad update in place, in NumPy. Same arguments as ``fastadam.adagrad_step``."""
+    return adagrad_step_multi(
+        [param],
+        [grad],
+        [state_sum],
+        steps=step,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+        **_one_set(mixed),
+    )
+
+
+def _adagrad_math(
+    param,
+    grad,
+    state_sum,
+    *,
+    step,
+    lr=1e-2,
+    lr_decay=0.0,
+    weight_decay=0.0,
+    eps=1e-10,
+    maximize=False,
+) -> None:
     dtype = param.dtype.type
     clr = dtype(lr / (1.0 + (step - 1) * lr_decay))  # in double, rounded once
 
@@ -159,7 +376,35 @@ def adagrad_step(
     param -= update
 
 
-def adagrad_step_multi(params, grads, state_sums, *, steps, **hyper):
+def adagrad_step_multi(
+    params,
+    grads,
+    state_sums,
+    *,
+    steps,
+    masters=None,
+    grad_scale=1.0,
+    max_grad_norm=None,
+    skip_nonfinite=False,
+    stochastic_rounding=False,
+    seed=0,
+    **hyper,
+) -> StepReport:
     """``adagrad_step`` over aligned lists, one set after another."""
-    for p, g, s, t in zip(params, grads, state_sums, _per_set(steps, len(params))):
-        adagrad_step(p, g, s, step=t, **hyper)
+    report, multiplier = grad_report(grads, grad_scale, max_grad_norm, skip_nonfinite)
+    if report.skipped:
+        return report
+    for i, (p, g, s, t) in enumerate(zip(params, grads, state_sums, _per_set(steps, len(params)))):
+        master = masters[i] if masters is not None else None
+        with _Widened(p, g, s.dtype, master, multiplier, stochastic_rounding, seed, t) as (wp, wg):
+            _adagrad_math(wp, wg, s, step=t, **hyper)
+    return report
+
+
+def _one_set(mixed: dict) -> dict:
+    """A one-set function's mixed-precision keywords for its multi form (master -> masters)."""
+    out = dict(mixed)
+    if out.get("master") is not None:
+        out["masters"] = [out["master"]]
+    out.pop("master", None)
+    return out

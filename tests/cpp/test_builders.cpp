@@ -142,6 +142,51 @@ int main() {
         adagrad_step(&at, 1);
         check(q[0] != 1.0 && buf[0] == 0.5 && sum[0] == 0.25, "SGD and Adagrad stepped");
     }
+    {
+        // A bfloat16 parameter with a float32 master copy and stochastic rounding: the fields of
+        // every tensor type, built by name and field by field, take the same step.
+        const int n = 300;
+        std::vector<BFloat16> p1(n), p2(n), g(n);
+        std::vector<float> w1(n), w2(n), m1(n, 0.0f), m2(n, 0.0f), v1(n, 0.0f), v2(n, 0.0f);
+        for (int i = 0; i < n; ++i) {
+            w1[i] = w2[i] = 0.01f * float(i % 31) - 0.1f;
+            p1[i] = p2[i] = to_bfloat16(w1[i]);
+            g[i] = to_bfloat16(0.02f * float(i % 7) - 0.05f);
+        }
+        const std::uint64_t key = rounding_key(42, 3);
+        AdamTensor<BFloat16> by_field;
+        by_field.param = p1.data();
+        by_field.grad = g.data();
+        by_field.master = w1.data();
+        by_field.exp_avg = m1.data();
+        by_field.exp_avg_sq = v1.data();
+        by_field.size = n;
+        by_field.grad_multiplier = 0.5;
+        by_field.rounding = Rounding::stochastic;
+        by_field.rounding_key = key;
+        by_field.scalars = make_scalars(adam_hyper().lr(0.01).build(), 3);
+        const AdamTensor<BFloat16> by_name = adam_tensor<BFloat16>()
+                                                 .rounding_key(key)
+                                                 .rounding(Rounding::stochastic)
+                                                 .grad_multiplier(0.5)
+                                                 .scalars(make_scalars(adam_hyper().lr(0.01), 3))
+                                                 .size(n)
+                                                 .exp_avg_sq(v2.data())
+                                                 .exp_avg(m2.data())
+                                                 .master(w2.data())
+                                                 .grad(g.data())
+                                                 .param(p2.data());
+        check(by_name.master == w2.data() && by_name.grad_multiplier == 0.5 &&
+                  by_name.rounding == Rounding::stochastic && by_name.rounding_key == key &&
+                  by_name.max_exp_avg_sq == nullptr,
+              "AdamTensor<BFloat16>: every setter sets its field");
+        adam_step(&by_field, 1);
+        adam_step(&by_name, 1);
+        bool same = w1 == w2 && m1 == m2 && v1 == v2;
+        for (int i = 0; i < n; ++i) same = same && p1[i].bits == p2[i].bits;
+        check(same, "AdamTensor<BFloat16>: the same step");
+        check(m1[1] != 0.0f, "AdamTensor<BFloat16>: the step changed exp_avg");
+    }
     if (failures) return 1;
     std::printf("builders: all fields set by name\n");
     return 0;

@@ -71,19 +71,30 @@ public:
     constexpr AdagradHyperFields maximize(bool v) const { return with(&type::maximize, v); }
 };
 
-// Tensor setters take the member's own type (decltype), so they follow the structs' types.
-template <class T>
-class AdamTensorFields : public Fields<AdamTensor<T>, AdamTensorFields<T>> {
-    using Base = Fields<AdamTensor<T>, AdamTensorFields<T>>;
-    using type = typename Base::type;
+// Tensor setters take the member's own type (decltype), so they follow the structs' types (for a
+// float16 or bfloat16 parameter the state arrays are float). The fields every tensor has:
+template <class Built, class Self>
+class ParamFields : public Fields<Built, Self> {
+protected:
+    using type = Built;
 
 public:
-    constexpr AdamTensorFields param(decltype(type::param) v) const {
-        return this->with(&type::param, v);
+    constexpr Self param(decltype(type::param) v) const { return this->with(&type::param, v); }
+    constexpr Self grad(decltype(type::grad) v) const { return this->with(&type::grad, v); }
+    constexpr Self master(decltype(type::master) v) const { return this->with(&type::master, v); }
+    constexpr Self size(std::int64_t v) const { return this->with(&type::size, v); }
+    constexpr Self grad_multiplier(double v) const { return this->with(&type::grad_multiplier, v); }
+    constexpr Self rounding(Rounding v) const { return this->with(&type::rounding, v); }
+    constexpr Self rounding_key(std::uint64_t v) const {
+        return this->with(&type::rounding_key, v);
     }
-    constexpr AdamTensorFields grad(decltype(type::grad) v) const {
-        return this->with(&type::grad, v);
-    }
+};
+
+template <class T>
+class AdamTensorFields : public ParamFields<AdamTensor<T>, AdamTensorFields<T>> {
+    using type = AdamTensor<T>;
+
+public:
     constexpr AdamTensorFields exp_avg(decltype(type::exp_avg) v) const {
         return this->with(&type::exp_avg, v);
     }
@@ -93,49 +104,32 @@ public:
     constexpr AdamTensorFields max_exp_avg_sq(decltype(type::max_exp_avg_sq) v) const {
         return this->with(&type::max_exp_avg_sq, v);
     }
-    constexpr AdamTensorFields size(std::int64_t v) const { return this->with(&type::size, v); }
     constexpr AdamTensorFields scalars(const AdamScalars& v) const {
         return this->with(&type::scalars, v);
     }
 };
 
 template <class T>
-class SgdTensorFields : public Fields<SgdTensor<T>, SgdTensorFields<T>> {
-    using Base = Fields<SgdTensor<T>, SgdTensorFields<T>>;
-    using type = typename Base::type;
+class SgdTensorFields : public ParamFields<SgdTensor<T>, SgdTensorFields<T>> {
+    using type = SgdTensor<T>;
 
 public:
-    constexpr SgdTensorFields param(decltype(type::param) v) const {
-        return this->with(&type::param, v);
-    }
-    constexpr SgdTensorFields grad(decltype(type::grad) v) const {
-        return this->with(&type::grad, v);
-    }
     constexpr SgdTensorFields momentum_buffer(decltype(type::momentum_buffer) v) const {
         return this->with(&type::momentum_buffer, v);
     }
-    constexpr SgdTensorFields size(std::int64_t v) const { return this->with(&type::size, v); }
     constexpr SgdTensorFields scalars(const SgdScalars& v) const {
         return this->with(&type::scalars, v);
     }
 };
 
 template <class T>
-class AdagradTensorFields : public Fields<AdagradTensor<T>, AdagradTensorFields<T>> {
-    using Base = Fields<AdagradTensor<T>, AdagradTensorFields<T>>;
-    using type = typename Base::type;
+class AdagradTensorFields : public ParamFields<AdagradTensor<T>, AdagradTensorFields<T>> {
+    using type = AdagradTensor<T>;
 
 public:
-    constexpr AdagradTensorFields param(decltype(type::param) v) const {
-        return this->with(&type::param, v);
-    }
-    constexpr AdagradTensorFields grad(decltype(type::grad) v) const {
-        return this->with(&type::grad, v);
-    }
     constexpr AdagradTensorFields state_sum(decltype(type::state_sum) v) const {
         return this->with(&type::state_sum, v);
     }
-    constexpr AdagradTensorFields size(std::int64_t v) const { return this->with(&type::size, v); }
     constexpr AdagradTensorFields scalars(const AdagradScalars& v) const {
         return this->with(&type::scalars, v);
     }

@@ -3,65 +3,134 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "fastadam/adagrad_math.hpp"
 #include "fastadam/adam_math.hpp"
+#include "fastadam/half.hpp"
 #include "fastadam/sgd_math.hpp"
 
 namespace fastadam {
 
+// What every optimizer's parameter set shares. P is the parameter and gradient storage type
+// (float, double, Half or BFloat16); S the type of the optimizer state, float for the 16-bit
+// types (the update runs in S and the parameter is rounded once on store).
+enum class Rounding : std::uint8_t {
+    nearest,     // round to nearest even
+    stochastic,  // BFloat16 only: unbiased random rounding keyed by rounding_key and the index
+};
+
+template <class P, class S>
+struct ParamArrays {
+    using value_type = P;
+    using state_type = S;
+    P* param = nullptr;
+    const P* grad = nullptr;
+    // 16-bit P only, or null: a float32 master copy that the update reads and writes; param is
+    // written as its rounding.
+    S* master = nullptr;
+    std::int64_t size = 0;
+    // Multiplies the gradient on load when != 1 (loss-scale removal and clipping together; see
+    // grad_multiplier below).
+    double grad_multiplier = 1.0;
+    Rounding rounding = Rounding::nearest;
+    std::uint64_t rounding_key = 0;  // rounding_key(seed, step) from half.hpp
+};
+
 // One parameter set updated in place. The arrays hold `size` contiguous elements each and must
 // not overlap; max_exp_avg_sq is null unless the update uses amsgrad.
-template <class T>
-struct AdamTensor {
-    using value_type = T;
-    T* param = nullptr;
-    const T* grad = nullptr;
-    T* exp_avg = nullptr;
-    T* exp_avg_sq = nullptr;
-    T* max_exp_avg_sq = nullptr;
-    std::int64_t size = 0;
+template <class P, class S = state_of_t<P>>
+struct AdamTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    S* max_exp_avg_sq = nullptr;
     AdamScalars scalars{};  // from make_scalars(hyper, step); may differ between tensors
 };
 
 // One parameter set for SGD; momentum_buffer is null when momentum is 0.
-template <class T>
-struct SgdTensor {
-    using value_type = T;
-    T* param = nullptr;
-    const T* grad = nullptr;
-    T* momentum_buffer = nullptr;
-    std::int64_t size = 0;
+template <class P, class S = state_of_t<P>>
+struct SgdTensor : ParamArrays<P, S> {
+    S* momentum_buffer = nullptr;
     SgdScalars scalars{};
 };
 
 // One parameter set for Adagrad.
-template <class T>
-struct AdagradTensor {
-    using value_type = T;
-    T* param = nullptr;
-    const T* grad = nullptr;
-    T* state_sum = nullptr;
-    std::int64_t size = 0;
+template <class P, class S = state_of_t<P>>
+struct AdagradTensor : ParamArrays<P, S> {
+    S* state_sum = nullptr;
     AdagradScalars scalars{};
 };
 
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
-void adam_step(const AdamTensor<float>* tensors, std::size_t count);
-void adam_step(const AdamTensor<double>* tensors, std::size_t count);
-void sgd_step(const SgdTensor<float>* tensors, std::size_t count);
-void sgd_step(const SgdTensor<double>* tensors, std::size_t count);
-void adagrad_step(const AdagradTensor<float>* tensors, std::size_t count);
-void adagrad_step(const AdagradTensor<double>* tensors, std::size_t count);
+#define FASTADAM_STEP_DECLARATIONS(P)                               \
+    void adam_step(const AdamTensor<P>* tensors, std::size_t count);       \
+    void sgd_step(const SgdTensor<P>* tensors, std::size_t count);         \
+    void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count); \
+    void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count);
+FASTADAM_STEP_DECLARATIONS(float)
+FASTADAM_STEP_DECLARATIONS(double)
+FASTADAM_STEP_DECLARATIONS(Half)
+FASTADAM_STEP_DECLARATIONS(BFloat16)
+#undef FASTADAM_STEP_DECLARATIONS
+// (bandwidth_probe: Adam's memory traffic without its math (p += g, m += g, v += g; with a
+// master copy, master += g and p = its rounding), split exactly like adam_step: the machine's
+// bandwidth for this access pattern, which benchmarks report the step against.)
 
-// Adam's memory traffic without its math (p += g, m += g, v += g), split exactly like adam_step:
-// the machine's bandwidth for this access pattern, which benchmarks report the step against.
-void bandwidth_probe(const AdamTensor<float>* tensors, std::size_t count);
-void bandwidth_probe(const AdamTensor<double>* tensors, std::size_t count);
+// --- The pre-pass of a step that looks at all gradients first --------------------------------
+enum class ElementType : std::uint8_t { float32, float64, float16, bfloat16 };
+
+struct GradSpan {
+    const void* data = nullptr;
+    ElementType type = ElementType::float32;
+    std::int64_t size = 0;
+};
+
+struct GradStats {
+    double sum_of_squares = 0.0;  // of the gradients as stored (before any multiplier)
+    bool finite = true;           // no inf or NaN among them
+};
+
+// One threaded pass over every gradient of a step, whatever their types. The sum runs in double
+// in a fixed order (16 interleaved partial sums per 2**15-element segment, segments added in
+// order), so the result is the same on every ISA and thread count.
+GradStats grad_stats(const GradSpan* spans, std::size_t count);
+
+// What a step does with its gradients, from the user's options and the pre-pass.
+struct GradPolicy {
+    double grad_scale = 1.0;     // the factor the loss was multiplied by (divided out)
+    double max_grad_norm = 0.0;  // > 0: clip the global norm to this (torch's clip_grad_norm_)
+    bool skip_nonfinite = false; // write nothing when a gradient is inf or NaN
+};
+
+struct GradDecision {
+    bool skip = false;
+    double grad_norm = 0.0;        // of the unscaled gradients
+    double grad_multiplier = 1.0;  // for ParamArrays::grad_multiplier
+};
+
+inline bool needs_grad_stats(const GradPolicy& policy) {
+    return policy.max_grad_norm > 0.0 || policy.skip_nonfinite;
+}
+
+// multiplier = (1 / grad_scale) * min(1, max_grad_norm / (norm + 1e-6)), in double, rounded
+// once to the state type by the kernel. A non-finite norm without skip_nonfinite gives what
+// torch's clip_grad_norm_ gives (a NaN or zero coefficient).
+inline GradDecision decide(const GradPolicy& policy, const GradStats& stats) {
+    GradDecision d;
+    d.grad_norm = std::sqrt(stats.sum_of_squares) / policy.grad_scale;
+    d.skip = policy.skip_nonfinite && !(stats.finite && std::isfinite(d.grad_norm));
+    double clip = 1.0;
+    if (policy.max_grad_norm > 0.0) {
+        clip = policy.max_grad_norm / (d.grad_norm + 1e-6);
+        if (clip > 1.0) clip = 1.0;  // NaN stays NaN, as torch.clamp(max=1) leaves it
+    }
+    d.grad_multiplier = (1.0 / policy.grad_scale) * clip;
+    return d;
+}
 
 // Instruction-set paths. `available_isas` lists those compiled into this build that this CPU
 // can run, best first; the best one is active until `set_isa` picks another.

@@ -39,6 +39,11 @@ class Adagrad(Optimizer):
         Added to the denominator (default 1e-10).
     maximize : bool
         Ascend instead of descend (default False).
+    master_weights, skip_nonfinite, max_grad_norm :
+        As for ``Adam``: float32 master copies of 16-bit parameters, skipping steps with inf/NaN
+        gradients, global-norm clipping.
+    stochastic_rounding, seed :
+        As for ``Adam`` (bfloat16 parameters).
 
     Raises
     ------
@@ -46,7 +51,7 @@ class Adagrad(Optimizer):
         As for ``Adam``, with torch's messages.
     """
 
-    _state_arrays = ("sum",)
+    _state_arrays = ("sum", "master_param")
     _required_arrays = ("sum",)
     _eager_state = True
 
@@ -60,6 +65,11 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
         *,
         maximize: bool = False,
+        master_weights: bool = False,
+        skip_nonfinite: bool = False,
+        max_grad_norm: float | None = None,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(
             params,
@@ -71,6 +81,11 @@ class Adagrad(Optimizer):
                 "eps": eps,
                 "maximize": maximize,
             },
+            master_weights=master_weights,
+            skip_nonfinite=skip_nonfinite,
+            max_grad_norm=max_grad_norm,
+            stochastic_rounding=stochastic_rounding,
+            seed=seed,
         )
 
     @staticmethod
@@ -114,8 +129,12 @@ class Adagrad(Optimizer):
             values["maximize"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
-        _adagrad_step_sets(params, grads, arrays["sum"], steps, hypers)
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None):
+        return _adagrad_step_sets(
+            params, grads, arrays["sum"], steps, hypers, arrays["master_param"], options
+        )
 
-    def _fast_call(self, group, lists, grads, t) -> None:
-        _adagrad_step_sets(group["params"], grads, lists[0], t, self._hyper_tuple(group))
+    def _fast_call(self, group, lists, grads, t, options):
+        return _adagrad_step_sets(
+            group["params"], grads, lists[0], t, self._hyper_tuple(group), lists[1], options
+        )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .. import _core
+from ..scaling import StepReport
 from .base import Grads, Optimizer, Params
 from .validation import REFUSED, real
 
@@ -24,8 +25,9 @@ class Adam(Optimizer):
     Parameters
     ----------
     params : iterable of numpy.ndarray, or iterable of dict
-        The arrays to optimize (C-contiguous, writable, float32 or float64; views into a larger
-        buffer are fine), or parameter groups: dicts with ``'params'`` and any hyper-parameters
+        The arrays to optimize (C-contiguous, writable, float32, float64, float16 or bfloat16,
+        dtypes mixed freely, 16-bit ones with float32 state; views into a larger buffer are
+        fine), or parameter groups: dicts with ``'params'`` and any hyper-parameters
         that differ from the defaults.
     lr : float
         Learning rate (default 1e-3).
@@ -44,6 +46,20 @@ class Adam(Optimizer):
         Divide the moments by ``1 - beta**step`` (default True).
     decoupled_weight_decay : bool
         Decay the parameters directly, as AdamW does (default False).
+    master_weights : bool
+        Keep a float32 master copy of each float16/bfloat16 parameter (state key
+        ``'master_param'``, made from the parameter at its first step): the update reads and
+        writes it, and the parameter is written as its rounding in the same pass.
+    skip_nonfinite : bool
+        Before writing, look at all gradients of the step: if any is inf or NaN, change nothing
+        (parameters, state, step counts) and report the step as skipped.
+    max_grad_norm : float, optional
+        Clip the global L2 norm of all the step's (unscaled) gradients to this, as torch's
+        ``clip_grad_norm_``, inside the update.
+    stochastic_rounding, seed : bool, int
+        Round bfloat16 parameters stochastically (unbiased) with random bits keyed by (seed,
+        step, element index): reproducible on every ISA and thread count. Excludes
+        ``master_weights``.
 
     Raises
     ------
@@ -59,7 +75,7 @@ class Adam(Optimizer):
     parameters with ``add_param_group``, not by editing a group's ``'params'`` list.
     """
 
-    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "master_param")
     _required_arrays = ("exp_avg", "exp_avg_sq")
 
     def __init__(
@@ -74,6 +90,11 @@ class Adam(Optimizer):
         maximize: bool = False,
         bias_correction: bool = True,
         decoupled_weight_decay: bool = False,
+        master_weights: bool = False,
+        skip_nonfinite: bool = False,
+        max_grad_norm: float | None = None,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(
             params,
@@ -87,6 +108,11 @@ class Adam(Optimizer):
                 "bias_correction": bias_correction,
                 "decoupled_weight_decay": decoupled_weight_decay,
             },
+            master_weights=master_weights,
+            skip_nonfinite=skip_nonfinite,
+            max_grad_norm=max_grad_norm,
+            stochastic_rounding=stochastic_rounding,
+            seed=seed,
         )
 
     @staticmethod
@@ -145,8 +171,8 @@ class Adam(Optimizer):
             values["bias_correction"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
-        _adam_step_sets(
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None) -> StepReport:
+        return _adam_step_sets(
             params,
             grads,
             arrays["exp_avg"],
@@ -154,19 +180,22 @@ class Adam(Optimizer):
             arrays["max_exp_avg_sq"],
             steps,
             hypers,
+            arrays["master_param"],
+            options,
         )
 
-    def step(self, grads: Grads) -> None:
+    def step(self, grads: Grads, grad_scale: float = 1.0) -> StepReport:
         # Optimizer.step with the cached native call written inline rather than in _fast_call:
         # one Python call fewer (~50 ns) on the path that bounds small-tensor training loops.
         fast = self._fast
+        options = self._options if grad_scale == 1.0 else self._options_for(grad_scale)
         if fast is not None:
             group = fast.group
             t = fast.t + 1
-            exp_avgs, exp_avg_sqs, maxes = fast.lists
+            exp_avgs, exp_avg_sqs, maxes, masters = fast.lists
             try:
                 beta1, beta2 = group["betas"]
-                _adam_step_sets(
+                report = _adam_step_sets(
                     group["params"],
                     grads,
                     exp_avgs,
@@ -184,13 +213,16 @@ class Adam(Optimizer):
                         group["decoupled_weight_decay"],
                         group["bias_correction"],
                     ),
+                    masters,
+                    options,
                 )
             except REFUSED:
                 pass
             else:
-                fast.t = t  # the state dicts' 'step' catch up in _sync_steps
-                return
-        self._step_general(grads)
+                if not report.skipped:
+                    fast.t = t  # the state dicts' 'step' catch up in _sync_steps
+                return report
+        return self._step_general(grads, options)
 
     step.__doc__ = Optimizer.step.__doc__
 
@@ -214,6 +246,11 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         bias_correction: bool = True,
+        master_weights: bool = False,
+        skip_nonfinite: bool = False,
+        max_grad_norm: float | None = None,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(
             params,
@@ -225,4 +262,9 @@ class AdamW(Adam):
             maximize=maximize,
             bias_correction=bias_correction,
             decoupled_weight_decay=True,
+            master_weights=master_weights,
+            skip_nonfinite=skip_nonfinite,
+            max_grad_norm=max_grad_norm,
+            stochastic_rounding=stochastic_rounding,
+            seed=seed,
         )

@@ -5,12 +5,15 @@ own (``adam``, ``sgd``, ``adagrad``)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar, Optional, Union
 
 import numpy as np
 
+from ..dtypes import is_16bit
+from ..scaling import StepReport
 from . import checkpoint
 from .state_memory import allocate_together
 from .validation import (
@@ -206,7 +209,20 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         checkpoint.CLASSES[cls.__name__] = cls  # a checkpoint names the class that wrote it
 
-    def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        params: Params,
+        defaults: Mapping[str, Any],
+        *,
+        master_weights: bool = False,
+        skip_nonfinite: bool = False,
+        max_grad_norm: float | None = None,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self._set_precision_options(
+            master_weights, skip_nonfinite, max_grad_norm, stochastic_rounding, seed
+        )
         self.defaults: dict[str, Any] = self._normalized(defaults)
         self.param_groups: list[ParamGroup] = []
         # id(param) -> (param, state dict); keyed by identity as torch keys by tensor.
@@ -231,6 +247,47 @@ class Optimizer:
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
+
+    # -- mixed precision and the gradient pre-pass ---------------------------------------------
+
+    def _set_precision_options(
+        self, master_weights, skip_nonfinite, max_grad_norm, stochastic_rounding, seed
+    ) -> None:
+        """The optimizer-wide options of the step (documented by each class)."""
+        if max_grad_norm is not None:
+            max_grad_norm = float(max_grad_norm)
+            if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+                raise ValueError(f"max_grad_norm must be a finite number > 0, got {max_grad_norm}")
+        if master_weights and stochastic_rounding:
+            raise ValueError(
+                "master_weights and stochastic_rounding exclude each other: the master copy "
+                "keeps the precision that stochastic rounding approximates"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.master_weights = bool(master_weights)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.max_grad_norm = max_grad_norm
+        self.stochastic_rounding = bool(stochastic_rounding)
+        self.seed = int(seed)
+        asked = self.skip_nonfinite or max_grad_norm is not None or self.stochastic_rounding
+        self._options = (
+            (1.0, max_grad_norm, self.skip_nonfinite, self.stochastic_rounding, self.seed)
+            if asked
+            else None
+        )
+
+    def _options_for(self, grad_scale: float) -> tuple | None:
+        """The native entry's options tuple for a step with this loss scale."""
+        if grad_scale == 1.0:
+            return self._options
+        return (
+            grad_scale,
+            self.max_grad_norm,
+            self.skip_nonfinite,
+            self.stochastic_rounding,
+            self.seed,
+        )
 
     # -- copies and pickles ------------------------------------------------------------------
 
@@ -275,13 +332,15 @@ class Optimizer:
         steps: list[int],
         fresh: list[bool],
         hypers: list[tuple],
-    ) -> None:
+        options: tuple | None = None,
+    ) -> StepReport:
         """The one native call of a general step, over every parameter of every group and
         dtype: ``arrays`` maps each name of ``_state_arrays`` to one entry per parameter (None
         where the parameter's step uses no such array); ``steps`` are the counts after
         incrementing (empty unless ``_counts_steps``); ``fresh[i]`` says whether parameter i's
-        state was created for this step; ``hypers[i]`` is its group's ``_hyper_tuple``. The
-        native entry validates every array before it writes anything."""
+        state was created for this step; ``hypers[i]`` is its group's ``_hyper_tuple``;
+        ``options`` is ``_options_for(grad_scale)``. The native entry validates every array
+        before it writes anything, and returns the step's report."""
         raise NotImplementedError
 
     def _fast_call(
@@ -290,7 +349,8 @@ class Optimizer:
         lists: tuple[list[np.ndarray] | None, ...],
         grads: Grads,
         t: int,
-    ) -> None:
+        options: tuple | None,
+    ) -> StepReport:
         """The native call over ``group['params']`` and the state lists kept between steps
         (``_Fast.lists``), at step count ``t``, with the hyper-parameters read from the group as
         they are now. It does not validate: the native code checks every array and value before
@@ -362,7 +422,7 @@ class Optimizer:
 
     # -- the update ----------------------------------------------------------------------------
 
-    def step(self, grads: Grads) -> None:
+    def step(self, grads: Grads, grad_scale: float = 1.0) -> StepReport:
         """Update every parameter in place from its gradient.
 
         Parameters
@@ -372,13 +432,24 @@ class Optimizer:
             ``[p for g in opt.param_groups for p in g['params']]``), each of its parameter's
             shape and dtype and C-contiguous. ``None`` leaves that parameter (and its state)
             untouched this step.
+        grad_scale : float
+            The factor the loss was multiplied by (loss scaling): the gradients are divided by
+            it inside the update (default 1).
+
+        Returns
+        -------
+        StepReport
+            ``skipped`` (with ``skip_nonfinite``: a gradient was inf or NaN, and nothing, step
+            counts included, changed) and ``grad_norm`` (the global norm of the unscaled
+            gradients when ``skip_nonfinite`` or ``max_grad_norm`` asked for it, else None).
 
         Raises
         ------
         TypeError, ValueError
             Before any parameter or state is changed: a wrong number of gradients, a gradient of
-            the wrong type, dtype or shape, a bad hyper-parameter in a group.
+            the wrong type, dtype or shape, a bad hyper-parameter in a group or grad_scale.
         """
+        options = self._options_for(grad_scale)
         fast = self._fast
         if fast is not None:
             t = fast.t + 1
@@ -386,13 +457,14 @@ class Optimizer:
                 # One group, one dtype, every state present: the native call validates every
                 # array and hyper-parameter before writing, so a refusal here changed nothing
                 # and the general path below reports it in the optimizer's terms.
-                self._fast_call(fast.group, fast.lists, grads, t)
+                report = self._fast_call(fast.group, fast.lists, grads, t, options)
             except REFUSED:
                 pass
             else:
-                fast.t = t  # the state dicts' 'step' catch up in _sync_steps
-                return
-        self._step_general(grads)
+                if not report.skipped:
+                    fast.t = t  # the state dicts' 'step' catch up in _sync_steps
+                return report
+        return self._step_general(grads, options)
 
     def _sync_steps(self) -> None:
         """Write the cached step count into the state dicts (the cached path leaves them)."""
@@ -406,7 +478,7 @@ class Optimizer:
         self._sync_steps()
         self._fast = None
 
-    def _step_general(self, grads: Grads) -> None:
+    def _step_general(self, grads: Grads, options: tuple | None = None) -> StepReport:
         self._drop_fast()
         if not isinstance(grads, (list, tuple)):
             raise TypeError(
@@ -454,7 +526,7 @@ class Optimizer:
             pending.append((v, ps, gs, states, fresh, needed))
         allocate_together(requests)  # all new state of this step in one buffer per dtype
         prepared = [
-            (v, ps, gs, states, fresh, {name: [s[name] for s in states] for name in needed})
+            (v, ps, gs, states, fresh, self._lists_of(states, needed))
             for v, ps, gs, states, fresh, needed in pending
         ]
         all_steps = [
@@ -476,18 +548,26 @@ class Optimizer:
             flat_hypers += [self._hyper_tuple(v)] * len(ps)
             for name, lst in flat_arrays.items():
                 lst += arrays.get(name) or [None] * len(ps)
-        try:
-            self._native(flat_params, flat_grads, flat_arrays, flat_steps, flat_fresh, flat_hypers)
-        except BaseException as exc:
-            # The native call refused before writing: forget the state created for it too.
+
+        def forget_created() -> None:
             for key, name in reversed(created):
                 if name is None:
                     del self._state[key]
                 else:
                     del self._state[key][1][name]
+
+        try:
+            report = self._native(
+                flat_params, flat_grads, flat_arrays, flat_steps, flat_fresh, flat_hypers, options
+            )
+        except BaseException as exc:
+            forget_created()  # the native call refused before writing: forget its new state
             if isinstance(exc, (TypeError, ValueError)) and len(exc.args) == 1:
                 raise type(exc)(user_message(str(exc), where)) from None
             raise
+        if report.skipped:
+            forget_created()  # a skipped step changes nothing, not even the state it created
+            return report
         for (_, _, _, states, _, _), steps in zip(prepared, all_steps):
             for s, t in zip(states, steps or ()):
                 s["step"] = t
@@ -502,6 +582,15 @@ class Optimizer:
                 t = steps[0] if steps is not None else 0
                 lists = tuple(arrays.get(name) for name in self._state_arrays)
                 self._fast = _Fast(groups[0], states, t, lists)
+        return report
+
+    def _lists_of(self, states: list, needed: Mapping[str, Any]) -> dict[str, list]:
+        """A call's state lists by name, master copies included when the optimizer keeps them
+        (None for a parameter without one)."""
+        lists = {name: [s[name] for s in states] for name in needed}
+        if self.master_weights:
+            lists["master_param"] = [s.get("master_param") for s in states]
+        return lists
 
     @staticmethod
     def _next_step(state: dict[str, Any]) -> int:
@@ -538,6 +627,9 @@ class Optimizer:
             created.append((id(p), None))
         else:
             state = entry[1]
+        if self.master_weights and is_16bit(p.dtype) and "master_param" not in state:
+            requests.append((state, "master_param", p, "param"))  # a float32 copy of p
+            created.append((id(p), "master_param"))
         for name, fill in needed.items():
             if name not in state:
                 # e.g. amsgrad or momentum switched on after state existed: it starts from here.

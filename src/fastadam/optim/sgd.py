@@ -39,6 +39,9 @@ class SGD(Optimizer):
         Nesterov momentum (default False); needs momentum > 0 and dampening 0.
     maximize : bool
         Ascend instead of descend (default False).
+    master_weights, skip_nonfinite, max_grad_norm :
+        As for ``Adam``: float32 master copies of 16-bit parameters, skipping steps with inf/NaN
+        gradients, global-norm clipping.
 
     Raises
     ------
@@ -46,7 +49,7 @@ class SGD(Optimizer):
         As for ``Adam``, with torch's messages.
     """
 
-    _state_arrays = ("momentum_buffer",)
+    _state_arrays = ("momentum_buffer", "master_param")
     _counts_steps = False
 
     def __init__(
@@ -59,6 +62,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        master_weights: bool = False,
+        skip_nonfinite: bool = False,
+        max_grad_norm: float | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -70,6 +76,9 @@ class SGD(Optimizer):
                 "nesterov": nesterov,
                 "maximize": maximize,
             },
+            master_weights=master_weights,
+            skip_nonfinite=skip_nonfinite,
+            max_grad_norm=max_grad_norm,
         )
 
     @staticmethod
@@ -113,11 +122,21 @@ class SGD(Optimizer):
             values["maximize"],
         )
 
-    def _native(self, params, grads, arrays, steps, fresh, hypers) -> None:
-        _sgd_step_sets(params, grads, arrays["momentum_buffer"], fresh, hypers)
+    def _native(self, params, grads, arrays, steps, fresh, hypers, options=None):
+        return _sgd_step_sets(
+            params,
+            grads,
+            arrays["momentum_buffer"],
+            fresh,
+            hypers,
+            arrays["master_param"],
+            options,
+        )
 
-    def _fast_call(self, group, lists, grads, t) -> None:
+    def _fast_call(self, group, lists, grads, t, options):
         params = group["params"]
         # None without momentum: refused if momentum was switched on since
         buffers = lists[0] if lists[0] is not None else [None] * len(params)
-        _sgd_step_sets(params, grads, buffers, False, self._hyper_tuple(group))
+        return _sgd_step_sets(
+            params, grads, buffers, False, self._hyper_tuple(group), lists[1], options
+        )

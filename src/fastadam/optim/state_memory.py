@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from ..dtypes import state_dtype
 
 # Where a parameter's state arrays start relative to the parameter: the k-th (exp_avg,
 # exp_avg_sq, max_exp_avg_sq, ...; k = 1, 2, 3) at k * STAGGER + SHIFT bytes past it modulo
@@ -32,7 +33,8 @@ LARGE_STAGGER = 256 << 10
 
 def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, float]]) -> None:
     """Creates the state arrays ``state[name]`` (shaped like ``p``, filled with ``fill``) of
-    ``requests`` as views into one buffer per dtype.
+    ``requests`` as views into one buffer per dtype (the state dtype: float32 for a 16-bit
+    parameter). ``fill`` "param" copies the parameter (a master copy).
 
     The buffer comes from ``zeros_state``, so once large it sits on huge pages: a model's many
     small and mid-sized tensors then get the same TLB-friendly memory as one big tensor, and their
@@ -42,12 +44,12 @@ def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, floa
     """
     by_dtype: dict[np.dtype, list] = {}
     for request in requests:
-        by_dtype.setdefault(request[2].dtype, []).append(request)
+        by_dtype.setdefault(state_dtype(request[2].dtype), []).append(request)
     for dtype, group in by_dtype.items():
         item = dtype.itemsize
         line = 64 // item
         sizes = [-(-p.size // line) * line for _, _, p, _ in group]  # rounded up to a line
-        periods = [LARGE_PERIOD if p.nbytes >= LARGE else PAGE for _, _, p, _ in group]
+        periods = [LARGE_PERIOD if p.size * item >= LARGE else PAGE for _, _, p, _ in group]
         # Room for the largest padding in front of every view.
         room = sum(periods) - 64 * len(group)
         buffer = _core.zeros_state((sum(sizes) + room // item,), dtype)
@@ -61,7 +63,9 @@ def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, floa
             target = (p.ctypes.data + slot * stagger + SHIFT) % period // 64 * 64
             offset += (target - (base + offset * item)) % period // item
             view = buffer[offset : offset + p.size].reshape(p.shape)
-            if fill != 0.0:
+            if isinstance(fill, str):
+                np.copyto(view, p, casting="safe")
+            elif fill != 0.0:
                 view.fill(fill)
             state[name] = view
             offset += size

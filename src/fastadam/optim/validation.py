@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ..dtypes import is_param_dtype
+
 # A native call refuses bad input with one of these before writing anything.
 REFUSED = (TypeError, ValueError, KeyError, IndexError)
 
@@ -26,8 +27,11 @@ SET_MESSAGE = (
 def check_param(p: object, name: str) -> np.ndarray:
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(p).__name__}")
-    if p.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64 (native byte order), got {p.dtype}")
+    if not is_param_dtype(p.dtype):
+        raise TypeError(
+            f"{name} must be float32, float64, float16 or bfloat16 (native byte order), "
+            f"got {p.dtype}"
+        )
     flags = p.flags
     if not flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous: an update applied to a copy is lost")
@@ -82,7 +86,7 @@ def label(name: Any) -> str:
 
 
 def param_ok(p: Any) -> bool:
-    if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+    if not isinstance(p, np.ndarray) or not is_param_dtype(p.dtype):
         return False
     flags = p.flags
     return flags.c_contiguous and flags.aligned and flags.writeable

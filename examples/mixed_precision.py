@@ -1,0 +1,139 @@
+"""The digits MLP trained with 16-bit parameters: float16 with dynamic loss scaling, bfloat16
+with float32 master weights, bfloat16 with stochastic rounding and plain bfloat16, beside float32.
+
+The network, data and mini-batches are those of ``digits.py``. The forward and backward passes
+run in float32 on the widened parameters (as autocast would); the gradients are stored in the
+parameters' dtype and handed to ``fastadam.Adam``, which keeps float32 state and rounds each
+parameter once per step. The float16 run multiplies the loss gradient by a
+``fastadam.DynamicLossScaler`` scale before the backward pass: steps whose float16 gradients
+overflow are skipped by the optimizer (``skip_nonfinite``) and the scale backs off.
+
+    python examples/mixed_precision.py                  # 40 epochs
+    python examples/mixed_precision.py --quick --out /tmp   # 2 epochs
+
+Writes ``mixed_precision.png`` and ``mixed_precision.json`` to ``--out``. Exits with status 1
+unless float32 reaches 95 % test accuracy (80 % with ``--quick``) and, in a full run, float16,
+bfloat16 + master and bfloat16 + stochastic rounding end within 0.5 points of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+import fastadam
+from fastadam.dtypes import BFLOAT16
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from digits import BATCH, SEED, accuracy, initial_weights, load_data, loss_and_grads
+
+LR = 3e-3
+RUNS = {
+    "float32": (np.float32, {}),
+    "float16 + loss scaling": (np.float16, {"skip_nonfinite": True}),
+    "bfloat16 + master weights": (BFLOAT16, {"master_weights": True}),
+    "bfloat16 + stochastic rounding": (BFLOAT16, {"stochastic_rounding": True, "seed": 1}),
+    "bfloat16": (BFLOAT16, {}),
+}
+CLOSE = ("float16 + loss scaling", "bfloat16 + master weights", "bfloat16 + stochastic rounding")
+
+
+def train(name: str, dtype, options: dict, data, epochs: int) -> dict:
+    x_train, y_train, x_test, y_test = data
+    params = [w.astype(dtype) for w in initial_weights(x_train.shape[1], 10)]
+    opt = fastadam.Adam(params, lr=LR, **options)
+    # Started too high on purpose: the first steps overflow, are skipped, and the scale backs off.
+    scaler = fastadam.DynamicLossScaler(init_scale=2.0**24, growth_interval=100)
+    scaled = "loss scaling" in name
+    rng = np.random.default_rng(SEED)
+    losses, accuracies, skipped, scales = [], [], 0, []
+    for _ in range(epochs):
+        order = rng.permutation(len(y_train))
+        total = 0.0
+        for start in range(0, len(order), BATCH):
+            batch = order[start : start + BATCH]
+            wide = [p.astype(np.float32) for p in params]
+            scale = scaler.scale if scaled else 1.0
+            loss, grads = loss_and_grads(wide, x_train[batch], y_train[batch])
+            with np.errstate(over="ignore"):  # float16 overflow is what the scaler handles
+                low = [(g * np.float32(scale)).astype(dtype) for g in grads]
+            report = opt.step(low, grad_scale=scale)
+            if scaled:
+                skipped += report.skipped
+                scaler.update(report)
+                scales.append(scaler.scale)
+            total += loss * len(batch)
+        losses.append(total / len(order))
+        accuracies.append(accuracy([p.astype(np.float32) for p in params], x_test, y_test))
+    out = {"loss": losses, "accuracy": accuracies}
+    if scaled:
+        out.update(skipped_steps=skipped, final_scale=scales[-1], steps=len(scales))
+    return out
+
+
+def plot(out: pathlib.Path, results: dict) -> pathlib.Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results.items():
+        epochs = range(1, len(r["loss"]) + 1)
+        ax_loss.plot(epochs, r["loss"], label=name)
+        ax_acc.plot(epochs, [100 * a for a in r["accuracy"]], label=name)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Training loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
+    ax_acc.set_ylim(bottom=80)
+    ax_acc.legend(fontsize=8)
+    fig.suptitle("Digits MLP, fastadam.Adam, 16-bit parameters vs float32")
+    fig.tight_layout()
+    path = out / "mixed_precision.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="a short run: 2 epochs")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."))
+    args = parser.parse_args(argv)
+    if BFLOAT16 is None:
+        print("this example needs ml_dtypes (pip install ml_dtypes) for bfloat16")
+        return 1
+    epochs = 2 if args.quick else args.epochs
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = load_data()
+    results = {}
+    t0 = time.perf_counter()
+    for name, (dtype, options) in RUNS.items():
+        results[name] = train(name, dtype, options, data, epochs)
+    base = results["float32"]["accuracy"][-1]
+    print(f"{epochs} epochs in {time.perf_counter() - t0:.1f} s; final test accuracy:")
+    for name, r in results.items():
+        extra = ""
+        if "skipped_steps" in r:
+            extra = (
+                f"  ({r['skipped_steps']} of {r['steps']} steps skipped on overflow, "
+                f"final loss scale {r['final_scale']:g})"
+            )
+        gap = 100 * (r["accuracy"][-1] - base)
+        print(f"  {name:32} {100 * r['accuracy'][-1]:6.2f} %  ({gap:+.2f} points){extra}")
+    path = plot(args.out, results)
+    (args.out / "mixed_precision.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {path}")
+    ok = base >= (0.80 if args.quick else 0.95)
+    if not args.quick:
+        ok = ok and all(abs(results[n]["accuracy"][-1] - base) <= 0.005 for n in CLOSE)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
