@@ -11,9 +11,11 @@ overflow are skipped by the optimizer (``skip_nonfinite``) and the scale backs o
     python examples/mixed_precision.py                  # 40 epochs
     python examples/mixed_precision.py --quick --out /tmp   # 2 epochs
 
-Writes ``mixed_precision.png`` and ``mixed_precision.json`` to ``--out``. Exits with status 1
-unless float32 reaches 95 % test accuracy (80 % with ``--quick``) and, in a full run, float16,
-bfloat16 + master and bfloat16 + stochastic rounding end within 0.5 points of it.
+Writes ``mixed_precision.png`` and ``mixed_precision.json`` to ``--out``. The test set has 360
+images (one is 0.28 points), so besides the final accuracy the script prints the mean over the
+last five epochs. Exits with status 1 unless float32 reaches 95 % test accuracy (80 % with
+``--quick``) and, in a full run, float16, bfloat16 + master and bfloat16 + stochastic rounding
+are within 0.5 points of it by that mean.
 """
 
 from __future__ import annotations
@@ -116,7 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, (dtype, options) in RUNS.items():
         results[name] = train(name, dtype, options, data, epochs)
     base = results["float32"]["accuracy"][-1]
-    print(f"{epochs} epochs in {time.perf_counter() - t0:.1f} s; final test accuracy:")
+
+    def late(r):  # mean test accuracy over the last five epochs
+        return float(np.mean(r["accuracy"][-5:]))
+
+    for r in results.values():
+        r["last5_mean"] = late(r)
+    print(
+        f"{epochs} epochs in {time.perf_counter() - t0:.1f} s; final test accuracy "
+        f"(mean of the last five epochs):"
+    )
     for name, r in results.items():
         extra = ""
         if "skipped_steps" in r:
@@ -125,13 +136,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"final loss scale {r['final_scale']:g})"
             )
         gap = 100 * (r["accuracy"][-1] - base)
-        print(f"  {name:32} {100 * r['accuracy'][-1]:6.2f} %  ({gap:+.2f} points){extra}")
+        gap5 = 100 * (r["last5_mean"] - results["float32"]["last5_mean"])
+        print(
+            f"  {name:32} {100 * r['accuracy'][-1]:6.2f} %  ({gap:+.2f} points; last five "
+            f"{100 * r['last5_mean']:.2f} %, {gap5:+.2f}){extra}"
+        )
     path = plot(args.out, results)
     (args.out / "mixed_precision.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {path}")
     ok = base >= (0.80 if args.quick else 0.95)
     if not args.quick:
-        ok = ok and all(abs(results[n]["accuracy"][-1] - base) <= 0.005 for n in CLOSE)
+        base5 = results["float32"]["last5_mean"]
+        ok = ok and all(abs(results[n]["last5_mean"] - base5) <= 0.005 for n in CLOSE)
     return 0 if ok else 1
 
 
