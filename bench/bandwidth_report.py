@@ -6,22 +6,29 @@ For float32 sizes 2**10 .. 2**26 and for a small transformer's 200 parameter ten
 one flat tensor of the same total), one process times, interleaved round-robin so that machine
 noise falls on all alike (median of the rounds):
 
-- fastadam's functional step (``adam_step`` / ``adam_step_multi``) on 1 thread and on all,
-  and ``fastadam.Adam.step`` on all threads when the class exists;
+- fastadam's functional step (``adam_step`` / ``adam_step_multi``) and ``fastadam.Adam.step``,
+  each on 1 thread and on all;
 - ``fastadam.reference`` (NumPy: one thread);
 - ``fastadam._core.bandwidth_probe`` on 1 thread and on all: Adam's memory traffic (read p, g,
   m, v; write p, m, v) without its math, split across threads the same way: the ceiling;
-- ``torch.optim.Adam`` with its default implementation (on CPU a per-tensor for-loop: torch
-  uses foreach kernels only on CUDA-like devices) and with ``fused=True``, on the same number
-  of threads as fastadam's "all", when torch is installed.
+- ``torch.optim.Adam`` with ``fused=True`` on 1 thread and on all, and with its default
+  implementation (on CPU a per-tensor for-loop: torch uses foreach kernels only on CUDA-like
+  devices) on all, when torch is installed.
 
-It prints one table (ns/element, GB/s at 28 bytes/element, % of the probe's bandwidth at the
-same size and thread count, speedups over the reference and over torch fused), one verdict per
-line of issue 4's Bar (numbers and PASS/MISS; it never fails), and writes everything as JSON
-(default bench/results/bandwidth.json). bench/plot_report.py draws it.
+Contestants of one library, case and thread count are timed in adjacent slots of each round, so
+the probe's time and a step's time are paired round by round: "% of probe" is the median over
+the rounds of probe time / step time. torch and fastadam are compared each at its best thread
+count for the size (the faster median of 1 and all threads; the table says which): on a shared
+machine torch's multi-threaded step can be slower than its one-thread step by orders of
+magnitude for small tensors.
 
-fastadam's arrays come from ``fastadam._core.zeros_state`` (2 MiB-aligned, huge pages advised,
-as fastadam.Adam allocates its state); torch's tensors come from torch's own allocator, which
+It prints one row per contestant (ns/element, GB/s at 28 bytes/element, % of the probe at the
+same size and thread count, speedups over the reference and over torch fused at its best thread
+count), then one line per case with each side at its best thread count, and writes everything
+as JSON (default bench/results/bandwidth.json). bench/plot_report.py draws it.
+
+fastadam's arrays come from ``fastadam._core.zeros_state`` (huge pages advised, as
+fastadam.Adam allocates its state); torch's tensors come from torch's own allocator, which
 advises huge pages only with THP_MEM_ALLOC_ENABLE=1 (``--torch-thp`` sets it).
 """
 
@@ -76,8 +83,14 @@ class Contestant:
     call: Callable[[], None]
     library: str = "fastadam"  # whose thread count `threads` is: "fastadam" or "torch"
     seconds: list[float] = dataclasses.field(default_factory=list)
+    rounds: list[int] = dataclasses.field(default_factory=list)  # round of each of `seconds`
     repeat: int = 1
     max_rounds: int = 0
+
+    @property
+    def unit(self) -> tuple[str, str, int]:
+        """Contestants timed in adjacent slots of every round (the probe with the steps)."""
+        return (self.case, self.library, self.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         del contestants, keep
         gc.collect()
 
-    verdicts = bar_verdicts(cases, threads, len(shapes))
-    print()
-    for line in verdicts:
-        print(line)
+    summary = best_summary(cases)
+    print(SUMMARY_HEADER)
+    for row in summary:
+        print(summary_line(row))
     elapsed = time.perf_counter() - started
     print(f"\nmeasured in {elapsed:.0f} s")
     info["elapsed_s"] = round(elapsed, 1)
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.json) if args.json else RESULTS / "bandwidth.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": info, "cases": cases, "verdicts": verdicts}
+    report = {"machine": info, "cases": cases, "summary": summary}
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
@@ -286,14 +299,15 @@ def make_contestants(case, shapes, threads, fastadam, torch, *, views=False, tor
     if hasattr(fastadam, "Adam") and not views:
         opt = fastadam.Adam(p, **hyper)
         opt.step(g)  # builds the state (zeros_state arrays), as a training loop's first step
-        out.append(Contestant(case, "Adam.step", threads, lambda: opt.step(g)))
+        for n_threads in sorted({1, threads}):
+            out.append(Contestant(case, "Adam.step", n_threads, lambda: opt.step(g)))
         alive.append(opt)
     if torch is not None:
         tp = [torch.empty(s).uniform_(-1.0, 1.0) for s in shapes]
         for t in tp:
             t.grad = torch.empty_like(t).uniform_(-1.0, 1.0)
-        # torch fused also on one thread: on a loaded machine, torch's OpenMP barrier waits for
-        # a descheduled thread (milliseconds), and the 1-thread figure shows the kernel alone.
+        # torch fused on one thread and on all: on a loaded machine, torch's OpenMP barrier
+        # waits for a descheduled thread (milliseconds), and one thread can be far faster.
         runs = [("torch default", threads, {})] if torch_default else []
         runs.append(("torch fused", threads, {"fused": True}))
         if threads > 1:
@@ -312,8 +326,8 @@ SETTLE_SECONDS = 0.02
 
 def measure(contestants: list[Contestant], rounds: int, target: float, fastadam, torch) -> None:
     """Round-robin: each round times every contestant once (`repeat` back-to-back calls, after
-    one untimed call that warms caches and threads where a call is short), in an order rotated
-    from round to round."""
+    one untimed call that warms caches and threads where a call is short), unit by unit (see
+    Contestant.unit), in an order rotated from round to round."""
 
     def use_threads(c: Contestant) -> None:
         if c.library == "fastadam" and fastadam.get_num_threads() != c.threads:
@@ -338,12 +352,21 @@ def measure(contestants: list[Contestant], rounds: int, target: float, fastadam,
         # A call of over half a second (torch's for-loop over 200 tensors on a busy machine)
         # is timed in at most 3 rounds, to keep the run's length bounded.
         c.max_rounds = min(3, rounds) if once > 0.5 else rounds
+    units: dict[tuple, list[Contestant]] = {}
+    for c in contestants:
+        units.setdefault(c.unit, []).append(c)
+    groups = list(units.values())
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for r in range(rounds):
-            k = r % len(contestants)
-            for c in contestants[k:] + contestants[:k]:
+            # Units in an order rotated each round, and the contestants of a unit likewise, so
+            # that each contestant is timed next to its unit's probe in every round.
+            order = []
+            for unit in groups[r % len(groups) :] + groups[: r % len(groups)]:
+                k = r % len(unit)
+                order += unit[k:] + unit[:k]
+            for c in order:
                 if len(c.seconds) >= c.max_rounds:
                     continue
                 use_threads(c)
@@ -353,6 +376,7 @@ def measure(contestants: list[Contestant], rounds: int, target: float, fastadam,
                 for _ in range(c.repeat):
                     c.call()
                 c.seconds.append((time.perf_counter_ns() - t0) * 1e-9 / c.repeat)
+                c.rounds.append(r)
                 # Let the previous contestant's idle threads stop spinning before the next one
                 # runs: torch's OpenMP workers spin for a while after every parallel region (and
                 # fastadam's for 200 us), and on 2 cores a spinning thread takes the core the
@@ -374,23 +398,42 @@ def summarize(case: str, shapes, contestants: list[Contestant]) -> dict:
             "seconds": t,
             "seconds_min": min(c.seconds),
             "seconds_rounds": c.seconds,
+            "rounds": c.rounds,
             "calls_per_round": c.repeat,
             "ns_per_element": t / n * 1e9,
             "gb_per_s": BYTES_PER_ELEMENT * n / t / 1e9,
         }
     ref = rows.get("reference 1t")
+    torch_best = best_of(rows, "torch fused")
     for row in rows.values():
         probe = rows.get(f"probe {row['threads']}t")
-        fused = rows.get(f"torch fused {row['threads']}t")
-        row["pct_of_probe"] = 100.0 * probe["seconds"] / row["seconds"] if probe else None
+        row["pct_of_probe"] = paired_percent(probe, row) if probe else None
         row["speedup_vs_reference"] = ref["seconds"] / row["seconds"] if ref else None
-        row["speedup_vs_torch_fused"] = fused["seconds"] / row["seconds"] if fused else None
-    return {"case": case, "elements": n, "tensors": len(shapes), "results": rows}
+        row["speedup_vs_torch_best"] = (
+            rows[torch_best]["seconds"] / row["seconds"] if torch_best else None
+        )
+    best = {name: best_of(rows, name) for name in ("fastadam", "Adam.step", "torch fused")}
+    return {"case": case, "elements": n, "tensors": len(shapes), "results": rows, "best": best}
+
+
+def best_of(rows: dict, name: str) -> str | None:
+    """The key of `name`'s fastest row (by median) over its thread counts, or None."""
+    keys = [k for k, r in rows.items() if r["name"] == name]
+    return min(keys, key=lambda k: rows[k]["seconds"]) if keys else None
+
+
+def paired_percent(probe: dict, row: dict) -> float:
+    """Median over the rounds of probe time / row time (both timed in one round, adjacent)."""
+    probe_at = dict(zip(probe["rounds"], probe["seconds_rounds"]))
+    ratios = [
+        probe_at[r] / t for r, t in zip(row["rounds"], row["seconds_rounds"]) if r in probe_at
+    ]
+    return 100.0 * statistics.median(ratios)
 
 
 TABLE_HEADER = (
     f"{'case':<13} {'contestant':<17} {'ns/elem':>8} {'GB/s':>7} {'%probe':>7} "
-    f"{'x ref':>7} {'x fused':>8} {'per call':>10}"
+    f"{'x ref':>7} {'x torch':>8} {'per call':>10}"
 )
 
 
@@ -404,9 +447,53 @@ def print_case_rows(cases: list[dict]) -> None:
             print(
                 f"{case['case']:<13} {key:<17} {r['ns_per_element']:8.3f} {r['gb_per_s']:7.1f} "
                 f"{fmt(r['pct_of_probe'], '{:6.1f}%')} {fmt(r['speedup_vs_reference'], '{:6.1f}x')}"
-                f" {fmt(r['speedup_vs_torch_fused'], '{:7.2f}x')} {seconds(r['seconds']):>10}"
+                f" {fmt(r['speedup_vs_torch_best'], '{:7.2f}x')} {seconds(r['seconds']):>10}"
             )
         print()
+
+
+SUMMARY_HEADER = (
+    "Each side at its best thread count (median per call):\n"
+    f"{'case':<13} {'NumPy ref':>10} {'fastadam':>15} {'Adam.step':>15} {'torch fused':>15} "
+    f"{'x torch':>8} {'x ref':>7}"
+)
+
+
+def best_summary(cases: list[dict]) -> list[dict]:
+    """Per case: the reference, and fastadam, Adam.step and torch fused each at its best
+    thread count; fastadam's best against torch's best and against the reference."""
+    out = []
+    for case in cases:
+        rows, best = case["results"], case["best"]
+        entry = {"case": case["case"], "elements": case["elements"]}
+        ref = rows.get("reference 1t")
+        entry["reference"] = ref["seconds"] if ref else None
+        for name in ("fastadam", "Adam.step", "torch fused"):
+            key = best[name]
+            entry[name] = (
+                {"seconds": rows[key]["seconds"], "threads": rows[key]["threads"]} if key else None
+            )
+        fa, torch = entry["fastadam"], entry["torch fused"]
+        entry["fastadam_vs_torch"] = torch["seconds"] / fa["seconds"] if fa and torch else None
+        entry["fastadam_vs_reference"] = (
+            entry["reference"] / fa["seconds"] if fa and entry["reference"] else None
+        )
+        out.append(entry)
+    return out
+
+
+def summary_line(row: dict) -> str:
+    def best(entry: dict | None) -> str:
+        if entry is None:
+            return "-"
+        return f"{seconds(entry['seconds'])} ({entry['threads']}t)"
+
+    ref = seconds(row["reference"]) if row["reference"] else "-"
+    return (
+        f"{row['case']:<13} {ref:>10} {best(row['fastadam']):>15} {best(row['Adam.step']):>15} "
+        f"{best(row['torch fused']):>15} {fmt(row['fastadam_vs_torch'], '{:7.2f}x')} "
+        f"{fmt(row['fastadam_vs_reference'], '{:6.1f}x')}"
+    )
 
 
 def fmt(x, spec: str) -> str:
@@ -419,96 +506,6 @@ def seconds(t: float) -> str:
         if t >= scale:
             return f"{t / scale:.3g} {unit}"
     return f"{t * 1e9:.3g} ns"
-
-
-def bar_verdicts(cases: list[dict], threads: int, tensors: int) -> list[str]:
-    """One line per line of issue 4's Bar (and issue 2's speed line): numbers, PASS or MISS.
-    The Bar is for all threads; the 1-thread ratio against torch fused is shown beside it."""
-    by_case = {c["case"]: c["results"] for c in cases}
-    many_case, views_case = f"{tensors} tensors", f"{tensors} views"
-
-    def get(case: str, key: str) -> dict | None:
-        return by_case.get(case, {}).get(key)
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
-
-    def one_thread(case: str) -> str:
-        a = get(case, "fastadam 1t")
-        s = a and a["speedup_vs_torch_fused"]
-        return f" [1 thread: {s:.2f}x torch fused 1t]" if s else ""
-
-    def change(case: str, key: str) -> float | None:
-        a, b = get(case, key), get("flat", key)
-        return 100.0 * (a["seconds"] / b["seconds"] - 1.0) if a and b else None
-
-    fa, adam, fused = f"fastadam {threads}t", f"Adam.step {threads}t", f"torch fused {threads}t"
-    lines = [f"Bar of issue 4 ({threads} threads, measured side by side in this run):"]
-    a, b = get("n=2**24", fa), get("n=2**24", adam)
-    if a:
-        s = a["speedup_vs_torch_fused"]
-        ok = a["pct_of_probe"] >= 95.0 and s is not None and s >= 1.1
-        extra = ""
-        if b:
-            b_fused = fmt(b["speedup_vs_torch_fused"], "{:.2f}x")
-            extra = f"; Adam.step {b['pct_of_probe']:.1f}%, {b_fused}"
-        lines.append(
-            f"  2**24: {a['pct_of_probe']:.1f}% of the probe (>= 95%), {fmt(s, '{:.2f}x')} torch "
-            f"fused (>= 1.1x){extra}: {verdict(ok)}{one_thread('n=2**24')}"
-        )
-    else:
-        lines.append("  2**24: not measured")
-    a = get("n=2**17", fa)
-    s = a and a["speedup_vs_torch_fused"]
-    if s:
-        lines.append(
-            f"  2**17: {s:.2f}x torch fused (>= 2x): {verdict(s >= 2.0)}{one_thread('n=2**17')}"
-        )
-    else:
-        lines.append("  2**17: not measured (needs torch)")
-    slower, a = change(many_case, fa), get(many_case, fa)
-    if slower is not None and a:
-        s = a["speedup_vs_torch_fused"]
-        ok = slower <= 10.0 and s is not None and s >= 1.3
-        context = [
-            f"{label} {x:+.1f}%"
-            for label, x in (
-                ("Adam.step", change(many_case, adam)),
-                ("torch fused", change(many_case, fused)),
-                ("probe", change(many_case, f"probe {threads}t")),
-                (f"fastadam on {tensors} views into one buffer", change(views_case, fa)),
-            )
-            if x is not None
-        ]
-        lines.append(
-            f"  {tensors} tensors: {slower:+.1f}% time vs flat (<= +10%), {fmt(s, '{:.2f}x')} "
-            f"torch fused (>= 1.3x): {verdict(ok)}{one_thread(many_case)}"
-        )
-        if context:
-            lines.append(f"      vs flat: {'; '.join(context)}")
-    else:
-        lines.append(f"  {tensors} tensors: not measured")
-    a, b = get("n=2**10", adam), get("n=2**10", fused)
-    if a and b:
-        s = b["seconds"] / a["seconds"]
-        c = get("n=2**10", "torch fused 1t")
-        extra = ""
-        if c:
-            ratio = c["seconds"] / a["seconds"]
-            extra = f" [torch fused 1t: {seconds(c['seconds'])}, {ratio:.1f}x]"
-        lines.append(
-            f"  2**10 Adam.step: {seconds(a['seconds'])} vs torch fused step() "
-            f"{seconds(b['seconds'])}, {s:.1f}x (>= 7x): {verdict(s >= 7.0)}{extra}"
-        )
-    else:
-        lines.append("  2**10 Adam.step: not measured (needs fastadam.Adam and torch)")
-    lines.append("Bar of issue 2 (1 thread, >= 5x fastadam.reference):")
-    for case in ("n=2**20", "n=2**24"):
-        a = get(case, "fastadam 1t")
-        if a:
-            s = a["speedup_vs_reference"]
-            lines.append(f"  {case[2:]}: {s:.1f}x: {verdict(s >= 5.0)}")
-    return lines
 
 
 if __name__ == "__main__":

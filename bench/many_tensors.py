@@ -1,6 +1,8 @@
-"""Many tensors against one flat tensor, measured long enough to see past machine noise.
+"""Many tensors against one flat tensor, and one large tensor's state layout, measured long
+enough to see past machine noise.
 
     python bench/many_tensors.py [--rounds 31] [--torch]
+    python bench/many_tensors.py --single [2**26 50343993 ...] [--rounds 31]
 
 The small-transformer parameter list of bandwidth_report.py (200 tensors, ~10.2M float32
 elements) three ways: `flat` (one tensor of the same total), `views` (200 views into one buffer:
@@ -9,6 +11,13 @@ model has them). For each: fastadam.adam_step_multi and fastadam.Adam.step on al
 the bandwidth probe (and with --torch, torch.optim.Adam(fused=True) on the same arrays'
 tensors). Rounds are interleaved; it prints the median time per step and the quartiles, and
 each layout's median relative to flat.
+
+--single: one tensor per size (default 2**26, a power of two, and 50,343,993, not one), on one
+thread and on all: fastadam.Adam.step against the functional adam_step on separately allocated
+arrays, and against adam_step with exp_avg and exp_avg_sq laid end to end in one buffer (for a
+power-of-two size exactly 2**k bytes apart, the layout without staggering). Interleaved rounds,
+median and quartiles in ns per element, each row relative to the separate arrays (ratio of the
+medians, and median of the per-round ratios).
 """
 
 from __future__ import annotations
@@ -49,7 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--torch", action="store_true", help="add torch.optim.Adam(fused=True)")
+    parser.add_argument(
+        "--single",
+        nargs="*",
+        metavar="N",
+        help="one tensor per size N (e.g. 2**26): Adam.step vs adam_step on other layouts",
+    )
     args = parser.parse_args()
+    if args.single is not None:
+        single(args.single or ["2**26", "50343993"], args.rounds)
+        return
     if args.torch:
         import torch
 
@@ -96,6 +114,67 @@ def main() -> None:
                 f"  {what:<16} {name:<8} {med * 1e3:7.2f} ms [{q1 * 1e3:6.2f}, {q3 * 1e3:6.2f}]"
                 f"  {100 * (med / flat - 1):+6.1f}%"
             )
+
+
+def parse_size(text: str) -> int:
+    if text.startswith("2**"):
+        return 2 ** int(text[3:])
+    return int(text)
+
+
+def single(sizes: list[str], rounds: int) -> None:
+    all_threads = _core.default_num_threads()
+    print(
+        f"one float32 tensor, {rounds} interleaved rounds, 1 and {all_threads} threads; "
+        "ns per element: median [quartiles], vs separate arrays (medians; median of the "
+        "per-round ratios)"
+    )
+    for n in map(parse_size, sizes):
+        single_size(n, rounds, all_threads)
+        fastadam.set_num_threads(all_threads)
+
+
+def single_size(n: int, rounds: int, all_threads: int) -> None:
+    """Adam.step on one tensor against the functional step on two other layouts, at 1 and all
+    threads, in interleaved rounds (a pause between measurements lets idle threads settle)."""
+    f32 = np.dtype(np.float32)
+    rng = np.random.default_rng(n)
+    p, g = (_core.zeros_state((n,), f32) for _ in range(2))
+    p[...] = rng.random(n, dtype=np.float32)
+    g[...] = rng.random(n, dtype=np.float32) - np.float32(0.5)
+    m, v = _core.zeros_state((n,), f32), _core.zeros_state((n,), f32)
+    rounded = -(-n // 16) * 16  # a 64-byte line
+    both = _core.zeros_state((2 * rounded,), f32)
+    m2, v2 = both[:n], both[rounded : rounded + n]
+    opt = fastadam.Adam([p], lr=1e-3)
+    opt.step([g])  # creates the optimizer's state
+    calls = {
+        "adam_step, separate arrays": lambda: fastadam.adam_step(p, g, m, v, step=10),
+        "Adam.step": lambda: opt.step([g]),
+        "adam_step, m and v end to end": lambda: fastadam.adam_step(p, g, m2, v2, step=10),
+    }
+    keys = [(name, t) for t in sorted({1, all_threads}) for name in calls]
+    times: dict = {key: [] for key in keys}
+    for r in range(rounds):
+        for name, t in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            fastadam.set_num_threads(t)
+            t0 = time.perf_counter()
+            calls[name]()
+            times[(name, t)].append(time.perf_counter() - t0)
+            time.sleep(0.02)
+    power = f" (2**{n.bit_length() - 1})" if n & (n - 1) == 0 else ""
+    print(f"  n = {n:,}{power}")
+    for name, t in keys:
+        q1, med, q3 = np.percentile(times[(name, t)], [25, 50, 75]) / n * 1e9
+        base = times[("adam_step, separate arrays", t)]
+        # Also the median of the per-round ratios: each round times the rows of one thread
+        # count back to back, so the ratio of a round sees one machine load.
+        paired = np.median(np.array(times[(name, t)]) / np.array(base))
+        print(
+            f"    {t}t {name:<30} {med:6.3f} [{q1:6.3f}, {q3:6.3f}]  "
+            f"{100 * (med / (np.median(base) / n * 1e9) - 1):+6.1f}%  "
+            f"paired {100 * (paired - 1):+6.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """pytest-benchmark suite: one Adam step on float32 arrays, the NumPy reference beside fastadam.
 
 One group per size ("float32 n=2**20"). Each group holds ``fastadam.reference`` and fastadam on
-every ISA this CPU runs, on one thread; at 2**20 and 2**24 also on all threads; and
-``fastadam.Adam.step`` when the optimizer class exists. Every case first checks one untimed
-step element by element against a float64 oracle, then times repeated steps, then checks the
-timed steps changed the parameters and left them finite.
+every ISA this CPU runs, on one thread; the default ISA also on all threads (every ISA at 2**20
+and 2**24); and ``fastadam.Adam.step`` when the optimizer class exists. Every case first checks
+one untimed step element by element against a float64 oracle, then times repeated steps, then
+checks the timed steps changed the parameters and left them finite. A timed run ends with a
+compact summary per size (the root conftest.py).
 
 ``pytest --benchmark-only`` (repository root) times the suite; plain ``pytest`` runs each case
 once, untimed (see the root conftest.py).
@@ -59,8 +60,10 @@ def contestants(n: int) -> list[Contestant]:
     isas = fastadam.available_isas()
     out = [Contestant("reference")]
     out += [Contestant("adam_step", isa) for isa in isas]
-    if n in ALL_THREADS_SIZES and ALL_THREADS > 1:
-        out += [Contestant("adam_step", isa, ALL_THREADS) for isa in isas]
+    if ALL_THREADS > 1:
+        # The default ISA on all threads at every size (for the summary); every ISA at two.
+        threaded = isas if n in ALL_THREADS_SIZES else [fastadam.get_isa()]
+        out += [Contestant("adam_step", isa, ALL_THREADS) for isa in threaded]
     # The optimizer class on the default (best) ISA; skipped cleanly where it does not exist.
     out.append(Contestant("Adam.step", fastadam.get_isa()))
     return out
@@ -234,7 +237,7 @@ def prepare(contestant: Contestant, data: SizeData):
 @pytest.mark.parametrize(
     ("n", "contestant"), CASES, ids=[f"{size_name(n)}-{c.id}" for n, c in CASES]
 )
-def test_adam_step(benchmark, runtime, n, contestant):
+def test_adam_step(benchmark, runtime, bench_summary, n, contestant):
     data = size_data(n)
     benchmark.group = f"float32 n={size_name(n)}"
     benchmark.extra_info.update(
@@ -249,3 +252,7 @@ def test_adam_step(benchmark, runtime, n, contestant):
     benchmark(step)
     assert not np.array_equal(p[sample], before), "the timed steps did not change param"
     assert np.isfinite(p).all()
+    if benchmark.stats is not None:  # timed (not --benchmark-disable)
+        bench_summary.record(
+            n, contestant.kind, contestant.isa, contestant.threads, benchmark.stats.stats.median
+        )

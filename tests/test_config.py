@@ -245,3 +245,26 @@ def test_concurrent_calls_from_python_threads_are_correct():
     for arrays, expected in jobs:
         for got, want in zip(arrays, expected):
             assert np.array_equal(got, want)
+
+
+def test_cuda_attribute_is_lazy_and_light():
+    # `fastadam.cuda.is_available()` works after a bare `import fastadam`; the import of
+    # fastadam.cuda happens on that first use and brings in nothing beyond fastadam's own
+    # modules (no torch, CuPy or Numba probing, nothing else heavy).
+    code = (
+        "import sys, fastadam\n"
+        "assert 'fastadam.cuda' not in sys.modules, 'fastadam.cuda imported eagerly'\n"
+        "before = set(sys.modules)\n"
+        "available = fastadam.cuda.is_available()\n"
+        "assert isinstance(available, bool)\n"
+        "assert fastadam.cuda.unavailable_reason() is None if available else True\n"
+        "new = sorted(set(sys.modules) - before)\n"
+        "print(available, new)\n"
+        "assert set(new) <= {'fastadam.cuda', 'fastadam._cuda'}, new\n"
+        "assert 'cuda' in dir(fastadam)\n"
+        "from fastadam import cuda\n"
+        "assert cuda is fastadam.cuda\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "'fastadam.cuda'" in result.stdout

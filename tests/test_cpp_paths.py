@@ -1,6 +1,7 @@
 """Builds the C++ library as a C++ user would (CMake, no Python) and runs tests/cpp/test_isa_paths:
 every ISA path against the scalar path bitwise and a long-double evaluation, for Adam, SGD and
-Adagrad, float and double, 1 and 3 threads."""
+Adagrad, float and double, 1 and 3 threads. The same build is then installed to a prefix, and the
+C++ example is built against it with find_package(fastadam)."""
 
 from __future__ import annotations
 
@@ -19,34 +20,88 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_every_isa_path_agrees(tmp_path):
-    build = tmp_path / "build"
-    subprocess.run(
+def run(args: list, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, check=False, **kwargs
+    )
+    assert result.returncode == 0, f"{args}\n{result.stdout}{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def cpp_build(tmp_path_factory) -> Path:
+    """The root project configured as a C++ user would, with fastadam_cpu and the test program
+    built once for every test of this module (the library takes most of the build time)."""
+    build = tmp_path_factory.mktemp("cpp") / "build"
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    run(
         [
             "cmake",
             "-S",
-            str(ROOT),
+            ROOT,
             "-B",
-            str(build),
+            build,
             "-DCMAKE_BUILD_TYPE=Release",
             "-DFASTADAM_PYTHON=OFF",
             "-DFASTADAM_TESTS=ON",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+            *generator,
+        ]
     )
-    subprocess.run(
-        ["cmake", "--build", str(build), "--target", "test_isa_paths", "-j", "2"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    run(["cmake", "--build", build, "-j", "2"])
+    return build
+
+
+def test_every_isa_path_agrees(cpp_build):
     result = subprocess.run(
-        [str(build / "test_isa_paths")], capture_output=True, text=True, check=False
+        [str(cpp_build / "test_isa_paths")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all ISA paths agree" in result.stdout
+
+
+def test_named_field_builders(cpp_build):
+    """fastadam/builders.hpp: every setter sets its own field; a tensor built by name steps
+    exactly like one filled in field by field (tests/cpp/test_builders.cpp)."""
+    result = run([cpp_build / "test_builders"])
+    assert "builders: all fields set by name" in result.stdout
+
+
+def test_installed_package_builds_the_example(cpp_build, tmp_path):
+    """`cmake --install` gives headers, the static library and fastadamConfig.cmake; the C++
+    example finds them with find_package(fastadam) and links fastadam::cpu."""
+    prefix = tmp_path / "prefix"
+    run(["cmake", "--install", cpp_build, "--prefix", prefix])
+    config = prefix / "lib" / "cmake" / "fastadam"
+    if not config.is_dir():  # GNUInstallDirs picks lib64 on some distributions
+        config = prefix / "lib64" / "cmake" / "fastadam"
+    assert (config / "fastadamConfig.cmake").is_file()
+    assert (config / "fastadamConfigVersion.cmake").is_file()
+    assert (prefix / "include" / "fastadam" / "kernels.hpp").is_file()
+    # The test program is not part of the package.
+    assert not any(p.name.startswith("test_isa_paths") for p in prefix.rglob("*"))
+
+    example = tmp_path / "example"
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    configure = run(
+        [
+            "cmake",
+            "-S",
+            ROOT / "examples" / "cpp",
+            "-B",
+            example,
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DFASTADAM_FIND_PACKAGE=ON",
+            f"-DCMAKE_PREFIX_PATH={prefix}",
+            *generator,
+        ]
+    )
+    # find_package took the installed copy: no source-tree build of the library happened.
+    assert not (example / "fastadam").exists(), configure.stdout
+    cache = (example / "CMakeCache.txt").read_text()
+    assert f"fastadam_DIR:PATH={config}" in cache
+    run(["cmake", "--build", example])
+    result = run([example / "least_squares", "60"], timeout=60)
+    assert "OK: the loss fell by at least 100x" in result.stdout
 
 
 CROSS_CXX = "aarch64-linux-gnu-g++"

@@ -68,8 +68,9 @@ void register_runtime(py::module_& m) {
           "FASTADAM_NUM_THREADS if set, else the CPUs this process may run on.");
     m.attr("parallel_threshold") = kParallelThreshold;
     m.def("zeros_state", &zeros_state, "shape"_a, "dtype"_a,
-          "Zeroed array for optimizer state: 64-byte aligned; from 2 MiB up, 2 MiB aligned and "
-          "advised for transparent huge pages.");
+          "Zeroed array for optimizer state: 64-byte aligned, from 2 MiB up in a 2 MiB-aligned "
+          "block advised for transparent huge pages; successive arrays start at different "
+          "offsets modulo 4 KiB.");
 }
 
 }  // namespace fastadam::python

@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include <fastadam/kernels.hpp>
+#include <fastadam/builders.hpp>  // includes fastadam/kernels.hpp
 
 namespace {
 
@@ -66,15 +66,14 @@ int main(int argc, char** argv) {
     const int n = problem.n;
 
     std::vector<float> w(n, 0.0f), grad(n), exp_avg(n, 0.0f), exp_avg_sq(n, 0.0f);
-    fastadam::AdamHyper hyper;
-    hyper.lr = 0.05;
-
-    fastadam::AdamTensor<float> tensor;
-    tensor.param = w.data();
-    tensor.grad = grad.data();
-    tensor.exp_avg = exp_avg.data();
-    tensor.exp_avg_sq = exp_avg_sq.data();
-    tensor.size = n;
+    // Named fields (fastadam/builders.hpp); unset ones keep their defaults (betas 0.9, 0.999).
+    const fastadam::AdamHyper hyper = fastadam::adam_hyper().lr(0.05);
+    fastadam::AdamTensor<float> tensor = fastadam::adam_tensor<float>()
+                                             .param(w.data())
+                                             .grad(grad.data())
+                                             .exp_avg(exp_avg.data())
+                                             .exp_avg_sq(exp_avg_sq.data())
+                                             .size(n);
 
     std::printf("fastadam C++ example: least squares, %d x %d, Adam lr %g, ISA %s\n", problem.m,
                 n, hyper.lr, fastadam::isa_name(fastadam::active_isa()));

@@ -50,6 +50,7 @@ __all__ = [
     "adam_step",
     "adam_step_multi",
     "available_isas",
+    "cuda",
     "dtypes",
     "get_isa",
     "get_num_threads",
@@ -61,6 +62,21 @@ __all__ = [
     "show_config",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # fastadam.cuda is imported on first use, so `import fastadam` stays as light as NumPy and
+    # the compiled CPU module, yet `fastadam.cuda.is_available()` works without its own import.
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module(".cuda", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"cuda"})
+
 
 # The environment variables are checked here, at import, so that a bad value is an ImportError
 # naming it rather than an error at the first large step. For both, surrounding whitespace is
