@@ -5,6 +5,7 @@
 # failure or any sanitizer report, including reports from the Python subprocesses tests start.
 #
 #   .ci/sanitize.sh     # Python: $PYTHON, else python; it needs the test extra (.[test]) installed
+#   .ci/sanitize.sh -x --durations=10    # arguments go to pytest
 #   SANITIZE_BUILD_DIR=build/sanitize .ci/sanitize.sh   # keep the build for an incremental rebuild
 #                       # (then without build isolation: scikit-build-core, pybind11, cmake, ninja
 #                       # must be installed in that environment)
@@ -84,7 +85,7 @@ status=0
 env PYTHONPATH="$site" LD_PRELOAD="$asan_runtime $cxx_runtime" \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$reports/asan" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
-  "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}" ||
+  "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}" "$@" ||
   status=$?
 end=$(date +%s)
 
