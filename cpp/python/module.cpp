@@ -8,5 +8,6 @@ PYBIND11_MODULE(_core, m) {
     fastadam::python::register_adam(m);
     fastadam::python::register_sgd(m);
     fastadam::python::register_adagrad(m);
+    fastadam::python::register_family(m);
     fastadam::python::register_runtime(m);
 }

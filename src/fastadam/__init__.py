@@ -1,10 +1,10 @@
-"""fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad) for NumPy
-arrays.
+"""fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad, RMSprop,
+Adamax, NAdam, RAdam) for NumPy arrays.
 
-The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and ``AdamW``,
-``SGD``, ``Adagrad``) for torch-like optimizer classes, ``fastadam.adam_step`` for one parameter
-set, ``fastadam.adam_step_multi`` for many in one call (likewise ``sgd_step*`` and
-``adagrad_step*``), and ``fastadam.reference`` for the same mathematics in plain NumPy.
+The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and
+``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``) for torch-like
+optimizer classes, ``fastadam.adam_step`` for one parameter set, ``fastadam.adam_step_multi``
+for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), and ``fastadam.reference`` for the same mathematics in plain NumPy.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ._core import (
     sgd_step_multi,
 )
 from .config import show_config
-from .optim import SGD, Adagrad, Adam, AdamW
+from .optim import SGD, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 from .scaling import DynamicLossScaler, StepReport
 
 __all__ = [
@@ -43,7 +43,11 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "DynamicLossScaler",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
     "StepReport",
     "adagrad_step",
     "adagrad_step_multi",
