@@ -508,6 +508,34 @@ def test_state_and_parameters_replaced_between_steps_are_honoured(seed):
     assert torch.equal(r.detach(), torch.zeros(2))
 
 
+def test_edits_of_any_parameters_state_between_steps_match_torch(seed):
+    """The steady-state step spots an edit of any one parameter's state among many (a value
+    replaced, a state dict replaced or removed) and steps exactly as torch.optim.Adam does."""
+    gen = torch.Generator().manual_seed(seed)
+    start = [torch.randn(n, generator=gen) for n in (5, 64, 7)]
+    grads = [[torch.randn(n, generator=gen) for n in (5, 64, 7)] for _ in range(6)]
+    edits = [
+        lambda opt, ps: None,
+        lambda opt, ps: None,
+        lambda opt, ps: opt.state[ps[1]].__setitem__("exp_avg", torch.full((64,), 0.5)),
+        lambda opt, ps: opt.state.__setitem__(ps[2], {}),
+        lambda opt, ps: opt.state.pop(ps[0]),
+        lambda opt, ps: opt.state[ps[1]].__setitem__("step", torch.tensor(1.0)),
+    ]
+    results = []
+    for cls, extra in ((ft.Adam, {}), (torch.optim.Adam, {"foreach": False})):
+        ps = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = cls(ps, lr=1e-2, **extra)
+        for edit, gs in zip(edits, grads):
+            edit(opt, ps)
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            opt.step()
+        results.append([p.detach().clone() for p in ps])
+    for ours, theirs in zip(*results):
+        assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
 def test_lr_tensor_changed_in_place_is_read_every_step():
     p = torch.nn.Parameter(torch.zeros(3))
     lr = torch.tensor(1.0)
