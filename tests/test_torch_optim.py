@@ -21,7 +21,6 @@ ft = pytest.importorskip("fastadam.torch")
 
 import fastadam
 import fastadam.optim.adam as numpy_adam
-from fastadam.torch import memory
 
 PAIRS = {
     "Adam": torch.optim.Adam,
@@ -31,12 +30,15 @@ PAIRS = {
 }
 
 # The parity bar: 200 steps of a small model (StepLR halving lr every 50 steps), max |diff| /
-# max |p| against torch.optim's single-tensor (foreach=False) implementation. fastadam and torch
-# round differently (no FMA here, lerp/addcdiv there), and training carries each rounding
-# difference forward, so they agree to float32 rounding grown over the run: 1.4e-7..3.8e-6 over
-# six seeds of these cases (torch's own fused kernel differs from its single-tensor loop by up
-# to 2.6e-6 in the same run). At lr 1e-2 the growth reached 9.5e-6, too near the bar for a test
-# on fresh random data, hence lr 3e-3.
+# max |p| against torch.optim's single-tensor (foreach=False) implementation, <= 1e-5. fastadam
+# and torch round differently (no FMA here; torch's lerp, addcmul and addcdiv fuse), and
+# training carries each rounding difference forward. The growth is heavy-tailed: Adam's
+# normalised step turns a rounding-sized change of a tiny gradient (v ~ 1e-11) into an lr-sized
+# change of its parameter. Measured over 30 fresh seeds per Adam case at lr 3e-3: medians
+# 6.5e-7..1.0e-6, maxima 3.5e-6..9.4e-6; torch's own fused kernel against the same loop:
+# medians 4.9e-7..7.4e-7, maxima 1.8e-6..6.0e-6 (at lr 1e-3 it exceeded 1e-5 on 1 seed in 30).
+# So each case runs three fresh seeds: the median must meet the bar, and every seed must stay
+# within 3e-5 (a real difference of semantics shows as 1e-3 or more).
 PARITY = {
     "adam": ("Adam", {"lr": 3e-3}),
     "adamw": ("AdamW", {"lr": 3e-3, "weight_decay": 0.1}),
@@ -200,8 +202,11 @@ def test_hooks_zero_grad_and_closure():
 @pytest.mark.parametrize("case", PARITY.values(), ids=PARITY.keys())
 def test_200_steps_match_torch(case, seed):
     name, options = case
-    (ours, ours_opt), (theirs, theirs_opt) = pair(name, seed, options)
-    assert rel_diff(ours, theirs) <= 1e-5
+    runs = [pair(name, s, options) for s in (seed, seed + 1, seed + 2)]
+    diffs = sorted(rel_diff(ours, theirs) for (ours, _), (theirs, _) in runs)
+    assert diffs[1] <= 1e-5, diffs  # the median of three
+    assert diffs[2] <= 3e-5, diffs
+    (ours, ours_opt), (theirs, theirs_opt) = runs[0]
     assert ours_opt.param_groups[0]["lr"] == theirs_opt.param_groups[0]["lr"]  # StepLR ran
     for p, q in zip(ours.parameters(), theirs.parameters()):
         s, t = ours_opt.state[p], theirs_opt.state[q]
