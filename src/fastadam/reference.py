@@ -202,8 +202,10 @@ def adam8bit_step(
     report, multiplier = grad_report([grad], grad_scale, max_grad_norm, skip_nonfinite)
     if report.skipped:
         return report
-    coded = [("exp_avg", exp_avg_codes, exp_avg_scales), ("exp_avg_sq", exp_avg_sq_codes,
-             exp_avg_sq_scales)]
+    coded = [
+        ("exp_avg", exp_avg_codes, exp_avg_scales),
+        ("exp_avg_sq", exp_avg_sq_codes, exp_avg_sq_scales),
+    ]
     if amsgrad:
         if max_exp_avg_sq_codes is None or max_exp_avg_sq_scales is None:
             raise ValueError("max_exp_avg_sq_codes/_scales are required when amsgrad=True")
