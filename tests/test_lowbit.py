@@ -42,7 +42,7 @@ def copy_state(state):
 def test_kernel_matches_reference_bitwise(isa, rng, n, amsgrad):
     p, state = fresh(rng, n, amsgrad=amsgrad, steps=2)
     p_ref, state_ref = p.copy(), copy_state(state)
-    hyper = dict(lr=3e-3, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=amsgrad, seed=5)
+    hyper = {"lr": 3e-3, "betas": (0.8, 0.99), "weight_decay": 0.1, "amsgrad": amsgrad, "seed": 5}
     for t in range(3, 7):
         g = grads(rng, n)
         decoupled = t % 2 == 0
@@ -63,7 +63,7 @@ def test_16bit_parameters_match_reference(isa, rng, mode):
     n = 1031
     p, state = fresh(rng, n, dtype)
     master = p.astype(np.float32) if mode.endswith("master") else None
-    options = dict(master=master, stochastic_rounding=mode.endswith("sr"), seed=9)
+    options = {"master": master, "stochastic_rounding": mode.endswith("sr"), "seed": 9}
     p_ref, state_ref = p.copy(), copy_state(state)
     master_ref = None if master is None else master.copy()
     for t in range(1, 5):

@@ -29,8 +29,8 @@ from .scaling import StepReport
 
 __all__ = [
     "adagrad_step",
-    "adam8bit_step",
     "adagrad_step_multi",
+    "adam8bit_step",
     "adam_step",
     "adam_step_multi",
     "grad_report",
