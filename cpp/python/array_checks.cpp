@@ -199,7 +199,7 @@ void require(bool ok, const char* what, double value) {
 
 AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps,
                           double weight_decay, bool amsgrad, bool maximize, bool decoupled,
-                          bool bias_correction) {
+                          bool bias_correction, bool keras_eps) {
     AdamHyper h;
     h.lr = lr;
     h.beta1 = betas.first;
@@ -210,6 +210,7 @@ AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps
     h.maximize = maximize;
     h.decoupled = decoupled;
     h.bias_correction = bias_correction;
+    h.keras_eps = keras_eps;
     return h;
 }
 

@@ -67,7 +67,7 @@ void check_no_overlap(const CheckedArray* arrays, std::size_t count, const Name&
 // AdamHyper from the binding's arguments (shared by the CPU and CUDA modules).
 AdamHyper make_adam_hyper(double lr, std::pair<double, double> betas, double eps,
                           double weight_decay, bool amsgrad, bool maximize, bool decoupled,
-                          bool bias_correction);
+                          bool bias_correction, bool keras_eps = false);
 
 // Raises ValueError naming the offending hyper-parameter (rules of torch.optim.Adam).
 void check_hyper(const AdamHyper& h);

@@ -13,8 +13,12 @@ from .scaling import StepReport
 _FloatArray: TypeAlias = npt.NDArray[np.generic]
 # (grad_scale, max_grad_norm or None, skip_nonfinite, stochastic_rounding, seed)
 _StepOptions: TypeAlias = tuple[float, float | None, bool, bool, int]
-# (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction)
-_AdamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction), and
+# keras_eps as a tenth entry when given (False: torch's eps, True: Keras's)
+_AdamHyperTuple: TypeAlias = (
+    tuple[float, float, float, float, float, bool, bool, bool, bool]
+    | tuple[float, float, float, float, float, bool, bool, bool, bool, bool]
+)
 # (lr, momentum, dampening, weight_decay, nesterov, maximize)
 _SgdHyperTuple: TypeAlias = tuple[float, float, float, float, bool, bool]
 # (lr, lr_decay, weight_decay, eps, maximize)
@@ -44,6 +48,7 @@ def adam_step(
     skip_nonfinite: bool = False,
     stochastic_rounding: bool = False,
     seed: int = 0,
+    eps_mode: str = "torch",
 ) -> StepReport: ...
 def adam_step_multi(
     params: Sequence[_FloatArray],
@@ -67,6 +72,7 @@ def adam_step_multi(
     skip_nonfinite: bool = False,
     stochastic_rounding: bool = False,
     seed: int = 0,
+    eps_mode: str = "torch",
 ) -> StepReport: ...
 def adam_step_sets(
     params: Sequence[_FloatArray],

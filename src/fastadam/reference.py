@@ -61,6 +61,7 @@ def adam_step(
     skip_nonfinite: bool = False,
     stochastic_rounding: bool = False,
     seed: int = 0,
+    eps_mode: str = "torch",
 ) -> StepReport:
     """One Adam/AdamW update in place, in NumPy. Same arguments as ``fastadam.adam_step``."""
     return adam_step_multi(
@@ -84,6 +85,7 @@ def adam_step(
         skip_nonfinite=skip_nonfinite,
         stochastic_rounding=stochastic_rounding,
         seed=seed,
+        eps_mode=eps_mode,
     )
 
 
@@ -103,15 +105,26 @@ def _adam_math(
     maximize=False,
     decoupled=False,
     bias_correction=True,
+    eps_mode="torch",
 ) -> None:
-    """The Adam update of DESIGN.md in the dtype of ``exp_avg``, in place on every array."""
+    """The Adam update of DESIGN.md in the dtype of ``exp_avg``, in place on every array.
+
+    ``eps_mode="keras"`` moves the bias correction of the second moment into the step size, as
+    ``tf.keras.optimizers.Adam`` does: ``p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)``.
+    """
+    if eps_mode not in ("torch", "keras"):
+        raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
     beta1, beta2 = betas
     dtype = exp_avg.dtype.type
     # Per-call scalars in double precision, rounded once to the arrays' dtype.
     bc1 = 1.0 - beta1**step if bias_correction else 1.0
     bc2 = 1.0 - beta2**step if bias_correction else 1.0
-    step_size = dtype(lr / bc1)
-    inv_sqrt_bc2 = dtype(1.0 / math.sqrt(bc2))
+    if eps_mode == "keras":
+        step_size = dtype(lr * math.sqrt(bc2) / bc1)
+        inv_sqrt_bc2 = dtype(1.0)
+    else:
+        step_size = dtype(lr / bc1)
+        inv_sqrt_bc2 = dtype(1.0 / math.sqrt(bc2))
 
     g = -grad if maximize else grad
     if weight_decay != 0.0 and not decoupled:
