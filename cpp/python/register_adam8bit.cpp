@@ -130,14 +130,15 @@ enum Arg {
     kMaxGradNorm,
     kSkipNonfinite,
     kStochasticRounding,
-    kSeed
+    kSeed,
+    kEpsMode
 };
 constexpr const char* kStepParameters =
     "param, grad, exp_avg_codes, exp_avg_scales, exp_avg_sq_codes, exp_avg_sq_scales, *, step, "
     "lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, amsgrad=False, "
     "max_exp_avg_sq_codes=None, max_exp_avg_sq_scales=None, maximize=False, decoupled=False, "
     "bias_correction=True, master=None, grad_scale=1.0, max_grad_norm=None, "
-    "skip_nonfinite=False, stochastic_rounding=False, seed=0";
+    "skip_nonfinite=False, stochastic_rounding=False, seed=0, eps_mode='torch'";
 
 py::object adam8bit_step_one(const Args& a) {
     const AdamHyper d;
@@ -146,7 +147,8 @@ py::object adam8bit_step_one(const Args& a) {
         real_arg(a[kEps], "eps", d.eps), real_arg(a[kWeightDecay], "weight_decay", d.weight_decay),
         bool_arg(a[kAmsgrad], "amsgrad", d.amsgrad), bool_arg(a[kMaximize], "maximize", d.maximize),
         bool_arg(a[kDecoupled], "decoupled", d.decoupled),
-        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction));
+        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction),
+        keras_eps_arg(a[kEpsMode]));
     check_hyper(h);
     PyObject* max_codes = a.given(kMaxCodes) ? none_to_null(a[kMaxCodes]) : nullptr;
     PyObject* max_scales = a.given(kMaxScales) ? none_to_null(a[kMaxScales]) : nullptr;
@@ -171,18 +173,6 @@ py::object adam8bit_step_one(const Args& a) {
     return launch({floats, coded, false, &h, false, &step, options});
 }
 
-// One hyper-parameter tuple of adam8bit_step_sets, checked (the layout of adam_step_sets).
-AdamHyper hyper_from_tuple(PyObject* t, std::size_t i) {
-    check_hyper_tuple(t, 9, i,
-                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
-                      "bias_correction)");
-    const AdamHyper h =
-        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
-                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
-                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i));
-    check_hyper(h);
-    return h;
-}
 
 // The lists of a multi-set call: params, grads, then the coded arrays in kCodedNames order
 // (the max pair optional per set, None without amsgrad).
@@ -205,7 +195,7 @@ py::object adam8bit_step_sets(const Args& a) {
     const SetLists l = read_lists(a, kCoded, held);
     const std::size_t n = l.params.size();
     const auto steps = int_per_set(a[8], "steps", n, held);
-    const auto hypers = hypers_per_set<AdamHyper>(a[9], n, held, hyper_from_tuple);
+    const auto hypers = hypers_per_set<AdamHyper>(a[9], n, held, adam_hyper_from_tuple);
     PyObject* masters = a.given(10) ? none_to_null(a[10]) : nullptr;
     const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
     const StepOptions options = step_options(a[11]);
@@ -272,7 +262,7 @@ exp_avg_codes, exp_avg_scales, exp_avg_sq_codes, exp_avg_sq_scales : numpy.ndarr
 max_exp_avg_sq_codes, max_exp_avg_sq_scales : numpy.ndarray, optional
     Required with amsgrad=True, forbidden otherwise.
 step, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, bias_correction, master,
-grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed
+grad_scale, max_grad_norm, skip_nonfinite, stochastic_rounding, seed, eps_mode
     As for ``adam_step``; ``seed`` also keys the state's stochastic rounding.
 
 Raises

@@ -124,6 +124,7 @@ def adam8bit_step(
     skip_nonfinite: bool = False,
     stochastic_rounding: bool = False,
     seed: int = 0,
+    eps_mode: str = "torch",
 ) -> StepReport: ...
 def adam8bit_step_sets(
     params: Sequence[_FloatArray],
