@@ -5,6 +5,7 @@
 
 namespace fastadam::python {
 void register_adam(pybind11::module_& m);
+void register_adam8bit(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
 void register_adagrad(pybind11::module_& m);
 void register_family(pybind11::module_& m);

@@ -102,6 +102,62 @@ def bandwidth_probe(
     masters: Sequence[_FloatArray | None] | None = None,
 ) -> StepReport: ...
 
+# register_adam8bit.cpp (codes: uint8, one per element; scales: float32, one per 256-element block)
+
+_Codes: TypeAlias = npt.NDArray[np.uint8]
+_Scales: TypeAlias = npt.NDArray[np.float32]
+
+def adam8bit_step(
+    param: _FloatArray,
+    grad: _FloatArray,
+    exp_avg_codes: _Codes,
+    exp_avg_scales: _Scales,
+    exp_avg_sq_codes: _Codes,
+    exp_avg_sq_scales: _Scales,
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    max_exp_avg_sq_codes: _Codes | None = None,
+    max_exp_avg_sq_scales: _Scales | None = None,
+    maximize: bool = False,
+    decoupled: bool = False,
+    bias_correction: bool = True,
+    master: _FloatArray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    eps_mode: str = "torch",
+) -> StepReport: ...
+def adam8bit_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avg_codes: Sequence[_Codes],
+    exp_avg_scales: Sequence[_Scales],
+    exp_avg_sq_codes: Sequence[_Codes],
+    exp_avg_sq_scales: Sequence[_Scales],
+    max_exp_avg_sq_codes: Sequence[_Codes | None],
+    max_exp_avg_sq_scales: Sequence[_Scales | None],
+    steps: int | Sequence[int],
+    hypers: _AdamHyperTuple | Sequence[_AdamHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def adam8bit_bandwidth_probe(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avg_codes: Sequence[_Codes],
+    exp_avg_scales: Sequence[_Scales],
+    exp_avg_sq_codes: Sequence[_Codes],
+    exp_avg_sq_scales: Sequence[_Scales],
+) -> StepReport: ...
+
 # register_sgd.cpp
 
 def sgd_step(

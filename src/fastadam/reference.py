@@ -30,6 +30,7 @@ from .scaling import StepReport
 __all__ = [
     "adagrad_step",
     "adagrad_step_multi",
+    "adam8bit_step",
     "adam_step",
     "adam_step_multi",
     "adamax_step",
@@ -187,6 +188,54 @@ def adam_step_multi(
         master = masters[i] if masters is not None else None
         with _Widened(p, g, m.dtype, master, multiplier, stochastic_rounding, seed, t) as (wp, wg):
             _adam_math(wp, wg, m, v, vmax, step=t, **hyper)
+    return report
+
+
+def adam8bit_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg_codes: np.ndarray,
+    exp_avg_scales: np.ndarray,
+    exp_avg_sq_codes: np.ndarray,
+    exp_avg_sq_scales: np.ndarray,
+    *,
+    step: int,
+    amsgrad: bool = False,
+    max_exp_avg_sq_codes: np.ndarray | None = None,
+    max_exp_avg_sq_scales: np.ndarray | None = None,
+    master: np.ndarray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    **hyper,
+) -> StepReport:
+    """``fastadam.adam8bit_step`` in NumPy: decode the whole state to float32
+    (``fastadam.lowbit.decode``), run the float32 update above, encode it back with the
+    kernels' stochastic rounding (``lowbit.encode`` with ``lowbit.state_random(size, seed,
+    step)``). Bit for bit what the kernels compute, with full-size temporaries."""
+    from . import lowbit
+
+    report, multiplier = grad_report([grad], grad_scale, max_grad_norm, skip_nonfinite)
+    if report.skipped:
+        return report
+    coded = [
+        ("exp_avg", exp_avg_codes, exp_avg_scales),
+        ("exp_avg_sq", exp_avg_sq_codes, exp_avg_sq_scales),
+    ]
+    if amsgrad:
+        if max_exp_avg_sq_codes is None or max_exp_avg_sq_scales is None:
+            raise ValueError("max_exp_avg_sq_codes/_scales are required when amsgrad=True")
+        coded.append(("max_exp_avg_sq", max_exp_avg_sq_codes, max_exp_avg_sq_scales))
+    values = [lowbit.decode(c, s, name).reshape(param.shape) for name, c, s in coded]
+    values.append(None)  # max_exp_avg_sq without amsgrad
+    f32 = np.dtype(np.float32)
+    with _Widened(param, grad, f32, master, multiplier, stochastic_rounding, seed, step) as (p, g):
+        _adam_math(p, g, values[0], values[1], values[2], step=step, amsgrad=amsgrad, **hyper)
+    random = lowbit.state_random(param.size, seed, step)
+    for (name, codes, scales), x in zip(coded, values):
+        codes[...], scales[...] = lowbit.encode(x, name, random)
     return report
 
 

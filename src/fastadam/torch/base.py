@@ -201,7 +201,7 @@ class _Quick:
         "ptrs",
         "snapshot",
         "snapshot_ids",
-        "state_dicts",
+        "state_views",
         "tensors",
         "viewers",
     )
@@ -213,8 +213,13 @@ class _Quick:
         viewers = [slot.grad_view for slot in slots]
         # None: every gradient is viewed by Tensor.numpy, mapped over the list in one pass.
         self.viewers = None if all(v is torch.Tensor.numpy for v in viewers) else viewers
-        self.state_dicts = [slot.state for slot in slots if slot.state is not None]
-        self.snapshot = list(_state_snapshot(state, self.state_dicts))
+        # Live views: the state mapping's keys and values, each stepped parameter's state values.
+        self.state_views = (
+            state.keys(),
+            state.values(),
+            *(slot.state.values() for slot in slots if slot.state is not None),
+        )
+        self.snapshot = list(_chain(self.state_views))  # keeps the objects, so ids stay unique
         self.snapshot_ids = list(map(id, self.snapshot))
         self.others = others
         self.params = params
@@ -222,12 +227,6 @@ class _Quick:
         self.hypers = hypers
         self.bump = bump
         self.fresh = [False] * len(slots)
-
-
-def _state_snapshot(state: Any, state_dicts: list) -> Iterable:
-    """Every object whose identity says the state is as the plan left it: the state mapping's
-    keys and values, then every stepped parameter's state values, in order."""
-    return _chain((state, state.values(), *map(dict.values, state_dicts)))
 
 
 _chain = itertools.chain.from_iterable
@@ -537,7 +536,7 @@ class Optimizer(torch.optim.Optimizer):
         tensors = q.tensors
         if list(map(_data_ptr, tensors)) != q.ptrs:
             return False  # a parameter moved (p.data = ...)
-        if list(map(id, _state_snapshot(self.state, q.state_dicts))) != q.snapshot_ids:
+        if list(map(id, _chain(q.state_views))) != q.snapshot_ids:
             return False  # state added, replaced or loaded
         try:
             grads = list(map(_grad_of, tensors))
