@@ -22,6 +22,11 @@ count for the size (the faster median of 1 and all threads; the table says which
 machine torch's multi-threaded step can be slower than its one-thread step by orders of
 magnitude for small tensors.
 
+A full run ends with the mixed-precision rows of ``bench/mixed_report.py`` at 2**24 (bfloat16
+parameters with float32 state, 22 bytes per element; with a float32 master copy, 30; each
+beside the probe moving the same bytes, and torch's fused Adam on bfloat16 parameters);
+``--no-mixed`` leaves them out.
+
 It prints one row per contestant (ns/element, GB/s at 28 bytes/element, % of the probe at the
 same size and thread count, speedups over the reference and over torch fused at its best thread
 count), then one line per case with each side at its best thread count, and writes everything
@@ -161,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     print(SUMMARY_HEADER)
     for row in summary:
         print(summary_line(row))
+    if not args.quick and not args.no_mixed:
+        # The mixed-precision rows (bfloat16 + float32 state, + master copy, their probes, torch
+        # fused on bfloat16, the gradient pre-pass): bench/mixed_report.py's measurement at
+        # 2**24, interleaved among themselves, run here as the report's last phase.
+        import mixed_report
+
+        print("\nmixed precision at n=2**24 (bench/mixed_report.py):")
+        mixed_json = RESULTS / "mixed.json"
+        mixed_report.main(["--log2", "24", "--rounds", str(rounds), "--json", str(mixed_json)])
+        info["mixed_json"] = str(mixed_json)
     elapsed = time.perf_counter() - started
     print(f"\nmeasured in {elapsed:.0f} s")
     info["elapsed_s"] = round(elapsed, 1)
@@ -184,6 +199,11 @@ def parse_args(argv):
     ap.add_argument("--json", metavar="PATH", help="where to write the JSON report")
     ap.add_argument("--rounds", type=int, help="measurement rounds (default 7, quick 3)")
     ap.add_argument("--no-torch", action="store_true", help="leave torch out")
+    ap.add_argument(
+        "--no-mixed",
+        action="store_true",
+        help="leave out the mixed-precision phase (bfloat16 rows, bench/mixed_report.py)",
+    )
     ap.add_argument(
         "--torch-thp",
         action="store_true",

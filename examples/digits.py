@@ -49,9 +49,9 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[train], y[train], x[test], y[test]
 
 
-def initial_weights(n_in: int, n_out: int) -> list[np.ndarray]:
+def initial_weights(n_in: int, n_out: int, seed: int = SEED) -> list[np.ndarray]:
     """He-initialized weights and zero biases: W1 (n_in, HIDDEN), b1, W2 (HIDDEN, n_out), b2."""
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((n_in, HIDDEN)) * np.sqrt(2.0 / n_in)
     w2 = rng.standard_normal((HIDDEN, n_out)) * np.sqrt(2.0 / HIDDEN)
     return [a.astype(np.float32) for a in (w1, np.zeros(HIDDEN), w2, np.zeros(n_out))]

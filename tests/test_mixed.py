@@ -4,6 +4,8 @@ skipping non-finite steps) and their validation."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -571,6 +573,10 @@ def test_adam_class_mixes_dtypes_in_one_step(master_weights, rng, tmp_path):
     assert ("master_param" in sd["state"][1]) == master_weights
     path = tmp_path / "opt.npz"
     opt.save(path)
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode())
+    # master copies make it a version-2 file, which a version-1 reader refuses
+    assert meta["version"] == (2 if master_weights else 1)
     other = fastadam.Adam([p.copy() for p in params], lr=1e-2, master_weights=master_weights)
     other.load(path)
     for k, s in sd["state"].items():

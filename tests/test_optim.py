@@ -207,6 +207,7 @@ def test_param_groups_hold_every_hyper_parameter_with_defaults_filled_in():
         "maximize": False,
         "bias_correction": True,
         "decoupled_weight_decay": False,
+        "eps_mode": "torch",
     }
     assert g1["lr"] == 0.5 and g1["name"] == "head" and g1["weight_decay"] == 0.1
     assert opt.defaults["lr"] == 1e-3

@@ -21,7 +21,6 @@ ft = pytest.importorskip("fastadam.torch")
 
 import fastadam
 import fastadam.optim.adam as numpy_adam
-from fastadam.torch import memory
 
 PAIRS = {
     "Adam": torch.optim.Adam,
@@ -31,12 +30,15 @@ PAIRS = {
 }
 
 # The parity bar: 200 steps of a small model (StepLR halving lr every 50 steps), max |diff| /
-# max |p| against torch.optim's single-tensor (foreach=False) implementation. fastadam and torch
-# round differently (no FMA here, lerp/addcdiv there), and training carries each rounding
-# difference forward, so they agree to float32 rounding grown over the run: 1.4e-7..3.8e-6 over
-# six seeds of these cases (torch's own fused kernel differs from its single-tensor loop by up
-# to 2.6e-6 in the same run). At lr 1e-2 the growth reached 9.5e-6, too near the bar for a test
-# on fresh random data, hence lr 3e-3.
+# max |p| against torch.optim's single-tensor (foreach=False) implementation, <= 1e-5. fastadam
+# and torch round differently (no FMA here; torch's lerp, addcmul and addcdiv fuse), and
+# training carries each rounding difference forward. The growth is heavy-tailed: Adam's
+# normalised step turns a rounding-sized change of a tiny gradient (v ~ 1e-11) into an lr-sized
+# change of its parameter. Measured over 30 fresh seeds per Adam case at lr 3e-3: medians
+# 6.5e-7..1.0e-6, maxima 3.5e-6..9.4e-6; torch's own fused kernel against the same loop:
+# medians 4.9e-7..7.4e-7, maxima 1.8e-6..6.0e-6 (at lr 1e-3 it exceeded 1e-5 on 1 seed in 30).
+# So each case runs three fresh seeds: the median must meet the bar, and every seed must stay
+# within 3e-5 (a real difference of semantics shows as 1e-3 or more).
 PARITY = {
     "adam": ("Adam", {"lr": 3e-3}),
     "adamw": ("AdamW", {"lr": 3e-3, "weight_decay": 0.1}),
@@ -200,8 +202,11 @@ def test_hooks_zero_grad_and_closure():
 @pytest.mark.parametrize("case", PARITY.values(), ids=PARITY.keys())
 def test_200_steps_match_torch(case, seed):
     name, options = case
-    (ours, ours_opt), (theirs, theirs_opt) = pair(name, seed, options)
-    assert rel_diff(ours, theirs) <= 1e-5
+    runs = [pair(name, s, options) for s in (seed, seed + 1, seed + 2)]
+    diffs = sorted(rel_diff(ours, theirs) for (ours, _), (theirs, _) in runs)
+    assert diffs[1] <= 1e-5, diffs  # the median of three
+    assert diffs[2] <= 3e-5, diffs
+    (ours, ours_opt), (theirs, theirs_opt) = runs[0]
     assert ours_opt.param_groups[0]["lr"] == theirs_opt.param_groups[0]["lr"]  # StepLR ran
     for p, q in zip(ours.parameters(), theirs.parameters()):
         s, t = ours_opt.state[p], theirs_opt.state[q]
@@ -506,6 +511,34 @@ def test_state_and_parameters_replaced_between_steps_are_honoured(seed):
     opt.param_groups[0]["params"].append(r)  # edited in place: torch steps it, so do we
     opt.step()
     assert torch.equal(r.detach(), torch.zeros(2))
+
+
+def test_edits_of_any_parameters_state_between_steps_match_torch(seed):
+    """The steady-state step spots an edit of any one parameter's state among many (a value
+    replaced, a state dict replaced or removed) and steps exactly as torch.optim.Adam does."""
+    gen = torch.Generator().manual_seed(seed)
+    start = [torch.randn(n, generator=gen) for n in (5, 64, 7)]
+    grads = [[torch.randn(n, generator=gen) for n in (5, 64, 7)] for _ in range(6)]
+    edits = [
+        lambda opt, ps: None,
+        lambda opt, ps: None,
+        lambda opt, ps: opt.state[ps[1]].__setitem__("exp_avg", torch.full((64,), 0.5)),
+        lambda opt, ps: opt.state.__setitem__(ps[2], {}),
+        lambda opt, ps: opt.state.pop(ps[0]),
+        lambda opt, ps: opt.state[ps[1]].__setitem__("step", torch.tensor(1.0)),
+    ]
+    results = []
+    for cls, extra in ((ft.Adam, {}), (torch.optim.Adam, {"foreach": False})):
+        ps = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = cls(ps, lr=1e-2, **extra)
+        for edit, gs in zip(edits, grads):
+            edit(opt, ps)
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            opt.step()
+        results.append([p.detach().clone() for p in ps])
+    for ours, theirs in zip(*results):
+        assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
 def test_lr_tensor_changed_in_place_is_read_every_step():

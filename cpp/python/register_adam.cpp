@@ -10,6 +10,30 @@
 
 namespace fastadam::python {
 
+// eps_mode: "torch" or "keras" (AdamHyper::keras_eps).
+bool keras_eps_arg(PyObject* obj) {
+    if (obj == nullptr) return false;
+    const std::string mode = str_arg(obj, "eps_mode");
+    if (mode != "torch" && mode != "keras")
+        throw py::value_error("eps_mode must be 'torch' or 'keras', got '" + mode + "'");
+    return mode == "keras";
+}
+
+// One hyper-parameter tuple of adam_step_sets, checked: nine entries, or ten with keras_eps.
+AdamHyper adam_hyper_from_tuple(PyObject* t, std::size_t i) {
+    const bool ten = PyTuple_Check(t) && PyTuple_GET_SIZE(t) == 10;
+    check_hyper_tuple(t, ten ? 10 : 9, i,
+                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
+                      "bias_correction[, keras_eps])");
+    const AdamHyper h =
+        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
+                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
+                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i),
+                        ten && tuple_bool(t, 9, i));
+    check_hyper(h);
+    return h;
+}
+
 namespace {
 
 // Every set has six slots; max_exp_avg_sq (without amsgrad) and master may be left out.
@@ -79,24 +103,26 @@ enum AdamArg {
     kMaxGradNorm,
     kSkipNonfinite,
     kStochasticRounding,
-    kSeed
+    kSeed,
+    kEpsMode
 };
 // The defaults written here are AdamHyper's (adam_math.hpp), which adam_hyper falls back to.
 constexpr const char* kAdamStepParameters =
     "param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
     "weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None, maximize=False, decoupled=False, "
     "bias_correction=True, master=None, grad_scale=1.0, max_grad_norm=None, "
-    "skip_nonfinite=False, stochastic_rounding=False, seed=0";
+    "skip_nonfinite=False, stochastic_rounding=False, seed=0, eps_mode='torch'";
 constexpr const char* kAdamStepMultiParameters =
     "params, grads, exp_avgs, exp_avg_sqs, *, steps, lr=0.001, betas=(0.9, 0.999), eps=1e-08, "
     "weight_decay=0.0, amsgrad=False, max_exp_avg_sqs=None, maximize=False, decoupled=False, "
     "bias_correction=True, masters=None, grad_scale=1.0, max_grad_norm=None, "
-    "skip_nonfinite=False, stochastic_rounding=False, seed=0";
+    "skip_nonfinite=False, stochastic_rounding=False, seed=0, eps_mode='torch'";
 
 StepOptions options_of(const Args& a) {
     return step_options(a[kGradScale], a[kMaxGradNorm], a[kSkipNonfinite], a[kStochasticRounding],
                         a[kSeed]);
 }
+
 
 // The hyper-parameters of an adam_step or adam_step_multi call, converted and checked.
 AdamHyper adam_hyper(const Args& a) {
@@ -106,7 +132,8 @@ AdamHyper adam_hyper(const Args& a) {
         real_arg(a[kEps], "eps", d.eps), real_arg(a[kWeightDecay], "weight_decay", d.weight_decay),
         bool_arg(a[kAmsgrad], "amsgrad", d.amsgrad), bool_arg(a[kMaximize], "maximize", d.maximize),
         bool_arg(a[kDecoupled], "decoupled", d.decoupled),
-        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction));
+        bool_arg(a[kBiasCorrection], "bias_correction", d.bias_correction),
+        keras_eps_arg(a[kEpsMode]));
     check_hyper(h);
     return h;
 }
@@ -181,18 +208,6 @@ py::object bandwidth_probe_multi(const Args& a) {
                   Kernel::bandwidth_probe);
 }
 
-// One hyper-parameter tuple of adam_step_sets, checked.
-AdamHyper hyper_from_tuple(PyObject* t, std::size_t i) {
-    check_hyper_tuple(t, 9, i,
-                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
-                      "bias_correction)");
-    const AdamHyper h =
-        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
-                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
-                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i));
-    check_hyper(h);
-    return h;
-}
 
 // The optimizer classes' entry: every parameter set of every group and dtype in one call, each
 // set with its own step and hyper-parameter tuple (sets of one group share one tuple object,
@@ -207,7 +222,7 @@ py::object adam_step_sets(const Args& a) {
     const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
     const Items maxes = list_arg(a[4], "max_exp_avg_sqs", n, held);
     const auto steps = int_per_set(a[5], "steps", n, held);
-    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, hyper_from_tuple);
+    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, adam_hyper_from_tuple);
     PyObject* masters = a.given(7) ? none_to_null(a[7]) : nullptr;
     const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
     const StepOptions options = step_options(a[8]);
@@ -252,6 +267,9 @@ decoupled : bool
     Decoupled weight decay (AdamW) instead of L2 added to the gradient.
 bias_correction : bool
     Divide by 1 - beta**step as Adam does (default) or not.
+eps_mode : str
+    "torch" (default): p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps). "keras", as
+    tf.keras.optimizers.Adam: p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps).
 master : numpy.ndarray, optional
     float16/bfloat16 parameters only: a float32 master copy that the update reads and writes;
     param is written as its rounding in the same pass.
@@ -292,7 +310,7 @@ across the thread pool in contiguous chunks. Hyper-parameters are as for adam_st
         "The optimizer classes' entry: all parameter sets of all groups and dtypes in one "
         "call. max_exp_avg_sqs holds None for sets without amsgrad; steps is an int or one "
         "per set; hypers is one tuple (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, "
-        "decoupled, bias_correction) or one per set; masters is None or one float32 array (or "
+        "decoupled, bias_correction[, keras_eps]) or one per set; masters is None or one float32 array (or "
         "None) per set; options is None or (grad_scale, max_grad_norm or None, skip_nonfinite, "
         "stochastic_rounding, seed). Everything is validated before anything is written. "
         "Returns a StepReport.");

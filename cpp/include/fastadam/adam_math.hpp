@@ -25,6 +25,10 @@ struct AdamHyper {
     bool amsgrad = false;
     bool maximize = false;
     bool bias_correction = true;
+    // Where eps enters: false, torch's lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps); true, Keras's
+    // (tf.keras.optimizers.Adam) lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps), whose eps is not
+    // scaled by the bias correction (the two differ where sqrt(v) is near eps).
+    bool keras_eps = false;
 };
 
 // Per-call coefficients in the kernel's value type. They are derived from AdamHyper and the
@@ -60,8 +64,15 @@ inline AdamScalars make_scalars(const AdamHyper& h, std::int64_t step) {
     s.eps = h.eps;
     s.weight_decay = h.weight_decay;
     s.decay_factor = 1.0 - h.lr * h.weight_decay;
-    s.step_size = h.lr / bc1;
-    s.inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
+    if (h.keras_eps) {
+        // Keras's alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t); the element function's
+        // sqrt(v) * 1 is exact, so it computes alpha * m / (sqrt(v) + eps).
+        s.step_size = h.lr * std::sqrt(bc2) / bc1;
+        s.inv_sqrt_bc2 = 1.0;
+    } else {
+        s.step_size = h.lr / bc1;
+        s.inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
+    }
     s.maximize = h.maximize;
     s.l2_decay = h.weight_decay != 0.0 && !h.decoupled;
     s.decoupled_decay = h.weight_decay != 0.0 && h.decoupled;

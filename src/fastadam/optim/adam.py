@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from .. import _core
 from ..scaling import StepReport
 from .base import Grads, Optimizer, Params
-from .validation import REFUSED, real
+from .validation import REFUSED, adam_family
 
 __all__ = ["Adam", "AdamW"]
 
@@ -46,6 +46,13 @@ class Adam(Optimizer):
         Divide the moments by ``1 - beta**step`` (default True).
     decoupled_weight_decay : bool
         Decay the parameters directly, as AdamW does (default False).
+    eps_mode : {"torch", "keras"}
+        Where ``eps`` enters the update. ``"torch"`` (default), as ``torch.optim.Adam``:
+        ``p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``. ``"keras"``, as
+        ``tf.keras.optimizers.Adam``: ``p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)``, with
+        ``bc1 = 1 - beta1**t`` and ``bc2 = 1 - beta2**t``. Keras's eps is in effect
+        ``eps * sqrt(bc2)`` in torch's terms: the two differ where ``sqrt(v)`` is comparable to
+        eps (tiny gradients, early steps).
     master_weights : bool
         Keep a float32 master copy of each float16/bfloat16 parameter (state key
         ``'master_param'``, made from the parameter at its first step): the update reads and
@@ -90,6 +97,7 @@ class Adam(Optimizer):
         maximize: bool = False,
         bias_correction: bool = True,
         decoupled_weight_decay: bool = False,
+        eps_mode: str = "torch",
         master_weights: bool = False,
         skip_nonfinite: bool = False,
         max_grad_norm: float | None = None,
@@ -107,6 +115,7 @@ class Adam(Optimizer):
                 "maximize": maximize,
                 "bias_correction": bias_correction,
                 "decoupled_weight_decay": decoupled_weight_decay,
+                "eps_mode": eps_mode,
             },
             master_weights=master_weights,
             skip_nonfinite=skip_nonfinite,
@@ -118,36 +127,15 @@ class Adam(Optimizer):
     @staticmethod
     def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
         """Validated as torch.optim.Adam does."""
-        lr = real(group["lr"], "lr")
-        eps = real(group["eps"], "eps")
-        weight_decay = real(group["weight_decay"], "weight_decay")
-        betas = group["betas"]
-        try:
-            if isinstance(betas, (str, bytes)):
-                raise TypeError
-            first, second = betas
-        except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
-        beta1, beta2 = real(first, "betas[0]"), real(second, "betas[1]")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        eps_mode = group.get("eps_mode", "torch")  # a torch group has none
+        if eps_mode not in ("torch", "keras"):
+            raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
         return {
-            "lr": lr,
-            "betas": (beta1, beta2),
-            "eps": eps,
-            "weight_decay": weight_decay,
+            **adam_family(group),
             "amsgrad": bool(group["amsgrad"]),
-            "maximize": bool(group["maximize"]),
             "bias_correction": bool(group["bias_correction"]),
             "decoupled_weight_decay": bool(group["decoupled_weight_decay"]),
+            "eps_mode": eps_mode,
         }
 
     def _arrays(self, values: Mapping[str, Any]) -> dict[str, float]:
@@ -169,6 +157,7 @@ class Adam(Optimizer):
             values["maximize"],
             values["decoupled_weight_decay"],
             values["bias_correction"],
+            values["eps_mode"] == "keras",
         )
 
     def _native(self, params, grads, arrays, steps, fresh, hypers, options=None) -> StepReport:
@@ -212,6 +201,7 @@ class Adam(Optimizer):
                         group["maximize"],
                         group["decoupled_weight_decay"],
                         group["bias_correction"],
+                        group["eps_mode"] == "keras",
                     ),
                     masters,
                     options,
@@ -246,6 +236,7 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         bias_correction: bool = True,
+        eps_mode: str = "torch",
         master_weights: bool = False,
         skip_nonfinite: bool = False,
         max_grad_norm: float | None = None,
@@ -262,6 +253,7 @@ class AdamW(Adam):
             maximize=maximize,
             bias_correction=bias_correction,
             decoupled_weight_decay=True,
+            eps_mode=eps_mode,
             master_weights=master_weights,
             skip_nonfinite=skip_nonfinite,
             max_grad_norm=max_grad_norm,

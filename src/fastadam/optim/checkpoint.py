@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 __all__ = ["load", "save"]
 
 FORMAT = "fastadam.optim"
+# Version 1: float32/float64 state only. Version 2: a file that also holds state a version-1
+# reader would silently drop (``master_param``, the float32 master copies of 16-bit parameters),
+# so that such a reader refuses it instead of resuming from the rounded parameters. A file
+# without such state is still written as version 1.
 FORMAT_VERSION = 1
+FORMAT_VERSION_EXTRA_STATE = 2
+READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_EXTRA_STATE)
+EXTRA_STATE = ("master_param",)
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -52,9 +59,10 @@ def _arrays_of(opt: Optimizer) -> dict[str, Any]:
         for name in opt._state_arrays:
             if name in s:
                 arrays[f"state.{index}.{name}"] = s[name]
+    extra = any(key.rsplit(".", 1)[1] in EXTRA_STATE for key in arrays)
     meta = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "version": FORMAT_VERSION_EXTRA_STATE if extra else FORMAT_VERSION,
         "class": type(opt).__name__,
         "param_groups": sd["param_groups"],
         "steps": steps,
@@ -143,7 +151,7 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
             raise _Damaged(f"unreadable 'meta' entry ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise _Damaged("not a fastadam optimizer checkpoint")
-        if meta.get("version") != FORMAT_VERSION:
+        if meta.get("version") not in READABLE_VERSIONS:
             raise _Damaged(f"unknown format version {meta.get('version')!r}")
         writer = meta.get("class")
         if writer not in CLASSES:

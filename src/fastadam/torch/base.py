@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import operator
 from collections.abc import Iterable
 from typing import Any, Callable, ClassVar
@@ -47,7 +48,8 @@ from .memory import (
 
 __all__ = ["Optimizer"]
 
-_increment_version = torch.autograd.graph.increment_version
+# torch.autograd.graph.increment_version without its Python wrapper (it takes a list as is).
+_increment_version = torch._C._increment_version
 _HALF = (torch.float16, torch.bfloat16)
 # The NumPy base's optimizer-wide options and their defaults.
 _PRECISION = {
@@ -179,21 +181,58 @@ class _Slot:
 
 
 class _Quick:
-    """A successful step's native-call lists, reused while nothing but the gradients changes:
-    per group (group, options, id of each parameter); the slots stepped, in order; the
-    parameters without state (which must still have no gradient); the lists; what to bump."""
+    """A successful step's native-call lists, reused while nothing but the gradients changes.
 
-    __slots__ = ("arrays", "bump", "fresh", "groups", "hypers", "others", "params", "slots")
+    The checks that nothing else changed run as C-level ``map`` passes over flat lists (a
+    Python loop per parameter costs microseconds, as much as the update of a small tensor):
+    per group (group, options, id of each parameter); the parameters stepped, their storage
+    pointers and gradient viewers; a snapshot of the state mapping (keys, values and the values
+    of every per-parameter state dict, kept alive so their ids stay unique); the parameters
+    without state (which must still have no gradient); the lists; what to bump."""
 
-    def __init__(self, groups, slots, others, params, arrays, hypers, bump) -> None:
+    __slots__ = (
+        "arrays",
+        "bump",
+        "fresh",
+        "groups",
+        "hypers",
+        "others",
+        "params",
+        "ptrs",
+        "snapshot",
+        "snapshot_ids",
+        "state_views",
+        "tensors",
+        "viewers",
+    )
+
+    def __init__(self, state, groups, slots, others, params, arrays, hypers, bump) -> None:
         self.groups = groups
-        self.slots = slots
+        self.tensors = [slot.param for slot in slots]
+        self.ptrs = [slot.ptr for slot in slots]
+        viewers = [slot.grad_view for slot in slots]
+        # None: every gradient is viewed by Tensor.numpy, mapped over the list in one pass.
+        self.viewers = None if all(v is torch.Tensor.numpy for v in viewers) else viewers
+        # Live views: the state mapping's keys and values, each stepped parameter's state values.
+        self.state_views = (
+            state.keys(),
+            state.values(),
+            *(slot.state.values() for slot in slots if slot.state is not None),
+        )
+        self.snapshot = list(_chain(self.state_views))  # keeps the objects, so ids stay unique
+        self.snapshot_ids = list(map(id, self.snapshot))
         self.others = others
         self.params = params
         self.arrays = arrays
         self.hypers = hypers
         self.bump = bump
         self.fresh = [False] * len(slots)
+
+
+_chain = itertools.chain.from_iterable
+_grad_of = operator.attrgetter("grad")
+_data_ptr = torch.Tensor.data_ptr
+_tensor_numpy = torch.Tensor.numpy
 
 
 class _Plan:
@@ -474,7 +513,10 @@ class Optimizer(torch.optim.Optimizer):
             groups.append((group, entry[1], list(map(id, group["params"]))))
         slots = plan.slots
         others = [p for g in self.param_groups for p in g["params"] if id(p) not in slots]
-        plan.quick = _Quick(groups, stepped, others, params, arrays, hypers, written)
+        state = self.state
+        if any(state.get(slot.param) is not slot.state for slot in stepped):
+            return
+        plan.quick = _Quick(state, groups, stepped, others, params, arrays, hypers, written)
 
     def _quick(self) -> bool:
         """The steady-state step: the same parameters, state and options as the last step, only
@@ -491,28 +533,30 @@ class Optimizer(torch.optim.Optimizer):
                 return False
             if list(map(id, group["params"])) != ids:
                 return False
-        state = self.state
-        grads: list = []
-        append = grads.append
+        tensors = q.tensors
+        if list(map(_data_ptr, tensors)) != q.ptrs:
+            return False  # a parameter moved (p.data = ...)
+        if list(map(id, _chain(q.state_views))) != q.snapshot_ids:
+            return False  # state added, replaced or loaded
         try:
-            for slot in q.slots:
-                p = slot.param
-                if (
-                    p.data_ptr() != slot.ptr
-                    or state.get(p) is not slot.state
-                    or (slot.ids is not None and list(map(id, slot.state.values())) != slot.ids)
-                ):
-                    return False
-                append(slot.grad_view(p.grad))  # raises for None, sparse, requires_grad, ...
-        except (AttributeError, RuntimeError, TypeError):
+            grads = list(map(_grad_of, tensors))
+            if q.viewers is None:
+                grads = list(map(_tensor_numpy, grads))
+            else:
+                grads = [view(g) for view, g in zip(q.viewers, grads)]
+        except (RuntimeError, TypeError):  # None, sparse, requires grad, other device, ...
             return False
         for p in q.others:
             if p.grad is not None:
                 return False
-        skip, options = self._scaling()
-        if skip:
-            self.last_report = StepReport(skipped=True)
-            return True
+        attrs = self.__dict__
+        if "found_inf" in attrs or "grad_scale" in attrs:  # GradScaler's step
+            skip, options = self._scaling()
+            if skip:
+                self.last_report = StepReport(skipped=True)
+                return True
+        else:
+            options = self._options
         counts = plan.counts
         if counts is not None:
             c = counts.tolist()
