@@ -73,6 +73,9 @@ tests=(
   tests/test_step_sets.py
   tests/test_mixed.py
   tests/test_sgd_adagrad.py
+  tests/test_family.py
+  tests/test_eps_mode.py
+  tests/test_lowbit.py
   tests/test_state_memory.py
   tests/test_properties.py
   tests/test_process_life.py
