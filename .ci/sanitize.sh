@@ -81,28 +81,42 @@ tests=(
   tests/test_process_life.py
 )
 
+# Left out as too slow here: it starts 20 interpreters and kills each mid-save, a test of the
+# checkpoint file's atomicity (Python code) that took 143 s of this job alone under ASan.
+skip=(--deselect tests/test_optim_trust.py::test_kill_during_save_leaves_a_loadable_checkpoint)
+
 # Leak detection is off: the Python interpreter keeps its objects alive until exit on purpose,
-# and those would be reported as leaks that are not the module's. log_path sends every report,
-# from pytest's process or any subprocess that inherits these variables, to a file in $reports.
-status=0
+# and those would be reported as leaks that are not the module's. Every report stops the process
+# that made it (abort_on_error, -fno-sanitize-recover), so a report in a test's subprocess fails
+# that test, since each such test checks its children's exit status.
+# ASan writes its reports to files in $reports (log_path), from any process. UBSan, beside ASan
+# in GCC's runtimes, ignores log_path and writes to the process's stderr: --capture=sys leaves
+# that stderr (pytest's own and its children's, where a test does not capture it) in this job's
+# output, which is kept and searched for reports.
+output="$work/pytest.log"
+set +e
 env PYTHONPATH="$site" LD_PRELOAD="$asan_runtime $cxx_runtime" \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$reports/asan" \
-  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
-  "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}" "$@" ||
-  status=$?
+  UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1" \
+  "$PY" -m pytest -q -p no:cacheprovider --capture=sys "${tests[@]}" "${skip[@]}" "$@" 2>&1 |
+  tee "$output"
+status=${PIPESTATUS[0]}
+set -e
 end=$(date +%s)
 
-found=$(find "$reports" -type f | sort)
-if [ -n "$found" ]; then
-  for report in $found; do
-    echo "=== sanitizer report: $(basename "$report")"
-    cat "$report"
-  done
+for report in "$reports"/*; do
+  [ -e "$report" ] || continue
+  echo "=== sanitizer report: $(basename "$report")"
+  cat "$report"
+  status=1
+done
+if grep -q -E ':[0-9]+:[0-9]+: runtime error: |ERROR: AddressSanitizer' "$output"; then
+  echo "=== a sanitizer report is in the test output above"
   status=1
 fi
 echo "sanitize: build $((built - start)) s, tests $((end - built)) s"
 if [ "$status" -ne 0 ]; then
-  echo "sanitize: FAILED (tests exit status or the sanitizer reports above)"
+  echo "sanitize: FAILED (the tests' exit status, or the sanitizer reports above)"
   exit 1
 fi
 echo "sanitize: passed, no sanitizer reports"
