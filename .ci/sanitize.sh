@@ -62,9 +62,10 @@ fi
 
 # The tests that run the native code: every ISA path (the isa fixture), thread counts, every
 # dtype and optimizer, bad input (the validation must reject it before any read or write), and
-# the process-life cases (interpreter exit while threads step, fork, refused threads). Left out:
-# the torch, MPI, CUDA, examples and C++-build tests (other builds or other native libraries,
-# and most of the job's time) and the benchmarks.
+# the process-life cases (interpreter exit while threads step, fork, refused threads); their
+# torch cross-checks run too where torch is installed. Left out: the files of torch, MPI, CUDA,
+# example and C++-build tests (other builds or other native libraries, and most of the suite's
+# time) and the benchmarks.
 tests=(
   tests/test_kernel.py
   tests/test_validation.py
@@ -82,7 +83,7 @@ tests=(
 )
 
 # Left out as too slow here: it starts 20 interpreters and kills each mid-save, a test of the
-# checkpoint file's atomicity (Python code) that took 143 s of this job alone under ASan.
+# checkpoint file's atomicity (Python code) that took 143 s alone under ASan on a busy machine.
 skip=(--deselect tests/test_optim_trust.py::test_kill_during_save_leaves_a_loadable_checkpoint)
 
 # Leak detection is off: the Python interpreter keeps its objects alive until exit on purpose,
