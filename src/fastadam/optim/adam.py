@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core, lowbit
 from ..scaling import StepReport
 from . import lowbit_state
-from .base import Grads, Optimizer, ParamState, Params
+from .base import Grads, Optimizer, Params, ParamState
 from .validation import REFUSED, loaded_state, real
 
 __all__ = ["Adam", "AdamW"]
@@ -212,7 +212,8 @@ class Adam(Optimizer):
         )
 
     def _native(self, params, grads, arrays, steps, fresh, hypers, options=None) -> StepReport:
-        if self.state_bits == 8:
+        # (fastadam.torch calls this with self None: float state only)
+        if getattr(self, "state_bits", 32) == 8:
             return _adam8bit_step_sets(
                 params,
                 grads,
@@ -299,6 +300,12 @@ class Adam(Optimizer):
             options,
         )
 
+    def _set_precision_options(self, *args) -> None:
+        super()._set_precision_options(*args)
+        if self.state_bits == 8 and self._options is None and self.seed != 0:
+            # the seed keys the 8-bit state's rounding even when nothing else asks for options
+            self._options = (1.0, None, False, False, self.seed)
+
     def _wants_8bit(self, p: np.ndarray) -> bool:
         return lowbit_state.wants_8bit(p, self.state_bits, self.min_8bit_size)
 
@@ -366,6 +373,9 @@ class Adam(Optimizer):
             where = f"state[{int(key)}]"
             entry = lowbit_state.dequantized(saved, p, where)
             if not self._wants_8bit(p):
+                for name in self._required_arrays:
+                    if entry.get(name) is None:
+                        raise ValueError(f"{where} has no {name!r}")
                 plain[key] = entry
                 continue
             arrays = {}

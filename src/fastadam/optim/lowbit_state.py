@@ -25,7 +25,9 @@ from ..dtypes import state_dtype
 __all__ = ["CODED_ARRAYS", "VERSION_KEY", "coded_names", "dequantized", "quantize_into"]
 
 VERSION_KEY = "lowbit_version"
-CODED_ARRAYS = tuple(f"{name}_{part}" for name in lowbit.STATE_NAMES for part in ("codes", "scales"))
+CODED_ARRAYS = tuple(
+    f"{name}_{part}" for name in lowbit.STATE_NAMES for part in ("codes", "scales")
+)
 
 
 def coded_names(name: str) -> tuple[str, str]:
