@@ -163,7 +163,7 @@ def memory():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fastadam.adam8bit_step(p, g, **s, step=2)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"\nmemory, 2**26 float32 parameters with 8-bit state:")
+    print("\nmemory, 2**26 float32 parameters with 8-bit state:")
     print(f"  state bytes per parameter (from the arrays): {state_bytes / n:.4f} (float32: 8)")
     print(f"  peak RSS growth during a step: {(after - before) / 1024:.3f} MiB")
 
