@@ -35,6 +35,11 @@ ENTRIES = [
     "adagrad_step",
     "adagrad_step_multi",
     "adagrad_step_sets",
+    "rmsprop_step_sets",
+    "adamax_step_sets",
+    "nadam_step_sets",
+    "nadam_mu_product",
+    "radam_step_sets",
     "set_isa",
     "set_num_threads",
 ]

@@ -9,5 +9,6 @@ PYBIND11_MODULE(_core, m) {
     fastadam::python::register_adam8bit(m);
     fastadam::python::register_sgd(m);
     fastadam::python::register_adagrad(m);
+    fastadam::python::register_family(m);
     fastadam::python::register_runtime(m);
 }

@@ -107,7 +107,11 @@ RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep) {
 #define FASTADAM_INSTANTIATE(P)                                            \
     template RangeKernel<AdamTensor<P>> range_kernel(Isa, Sweep);          \
     template RangeKernel<SgdTensor<P>> range_kernel(Isa, Sweep);           \
-    template RangeKernel<AdagradTensor<P>> range_kernel(Isa, Sweep);
+    template RangeKernel<AdagradTensor<P>> range_kernel(Isa, Sweep);      \
+    template RangeKernel<RmspropTensor<P>> range_kernel(Isa, Sweep);      \
+    template RangeKernel<AdamaxTensor<P>> range_kernel(Isa, Sweep);       \
+    template RangeKernel<NadamTensor<P>> range_kernel(Isa, Sweep);        \
+    template RangeKernel<RadamTensor<P>> range_kernel(Isa, Sweep);
 FASTADAM_INSTANTIATE(float)
 FASTADAM_INSTANTIATE(double)
 FASTADAM_INSTANTIATE(Half)

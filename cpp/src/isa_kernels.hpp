@@ -21,6 +21,10 @@ struct SegmentSum {
     FASTADAM_DECLARE_RANGE(update_range, AdamTensor<P>)    \
     FASTADAM_DECLARE_RANGE(update_range, SgdTensor<P>)     \
     FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<P>) \
+    FASTADAM_DECLARE_RANGE(update_range, RmspropTensor<P>) \
+    FASTADAM_DECLARE_RANGE(update_range, AdamaxTensor<P>)  \
+    FASTADAM_DECLARE_RANGE(update_range, NadamTensor<P>)   \
+    FASTADAM_DECLARE_RANGE(update_range, RadamTensor<P>)   \
     FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<P>)
 #define FASTADAM_DECLARE_RANGES8_OF(P)                       \
     FASTADAM_DECLARE_RANGE(update_range, Adam8bitTensor<P>) \

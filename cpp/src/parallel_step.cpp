@@ -154,6 +154,18 @@ void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update)
     void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count) {          \
         step(tensors, count);                                                        \
     }                                                                                \
+    void rmsprop_step(const RmspropTensor<P>* tensors, std::size_t count) {          \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void adamax_step(const AdamaxTensor<P>* tensors, std::size_t count) {            \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void nadam_step(const NadamTensor<P>* tensors, std::size_t count) {              \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void radam_step(const RadamTensor<P>* tensors, std::size_t count) {              \
+        step(tensors, count);                                                        \
+    }                                                                                \
     void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count) {          \
         step(tensors, count, Sweep::bandwidth_probe);                                \
     }

@@ -347,6 +347,87 @@ void range_of(const AdagradTensor<P, S>& t, std::int64_t begin, std::int64_t end
     });
 }
 
+template <class Var, class Vec, class Lane, bool Centered, bool Momentum, class Tensor>
+void rmsprop_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
+    using S = typename Tensor::state_type;
+    const auto c = coefficients<Vec, Lane, S>(t.scalars);
+    const ParamIo<Var, Vec, Lane, Tensor> io(t);
+    sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+        using V = decltype(tag);
+        V p = io.template param<V>(i), sq = V::load(t.square_avg + i);
+        V avg = Centered ? V::load(t.grad_avg + i) : V(S(0));
+        V buf = Momentum ? V::load(t.momentum_buffer + i) : V(S(0));
+        rmsprop_update<Centered, Momentum>(p, io.template grad<V>(i), sq, avg, buf,
+                                           c.template get<V>());
+        io.store_param(p, i);
+        sq.store(t.square_avg + i);
+        if constexpr (Centered) avg.store(t.grad_avg + i);
+        if constexpr (Momentum) buf.store(t.momentum_buffer + i);
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const RmspropTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const bool centered = t.grad_avg != nullptr, momentum = t.momentum_buffer != nullptr;
+        if (centered && momentum) rmsprop_sweep<Var, Vec, Lane, true, true>(t, begin, end);
+        else if (centered) rmsprop_sweep<Var, Vec, Lane, true, false>(t, begin, end);
+        else if (momentum) rmsprop_sweep<Var, Vec, Lane, false, true>(t, begin, end);
+        else rmsprop_sweep<Var, Vec, Lane, false, false>(t, begin, end);
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const AdamaxTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const auto c = coefficients<Vec, Lane, S>(t.scalars);
+        const ParamIo<Var, Vec, Lane, AdamaxTensor<P, S>> io(t);
+        sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V p = io.template param<V>(i), m = V::load(t.exp_avg + i), u = V::load(t.exp_inf + i);
+            adamax_update(p, io.template grad<V>(i), m, u, c.template get<V>());
+            io.store_param(p, i);
+            m.store(t.exp_avg + i);
+            u.store(t.exp_inf + i);
+        });
+    });
+}
+
+// NAdam and RAdam: Adam's two moments, each with its own element function.
+template <class Vec, class Lane, class Tensor, class Update>
+void two_moment_range(const Tensor& t, std::int64_t begin, std::int64_t end,
+                      const Update& update) {
+    using S = typename Tensor::state_type;
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const auto c = coefficients<Vec, Lane, S>(t.scalars);
+        const ParamIo<Var, Vec, Lane, Tensor> io(t);
+        sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V p = io.template param<V>(i), m = V::load(t.exp_avg + i),
+              v = V::load(t.exp_avg_sq + i);
+            update(p, io.template grad<V>(i), m, v, c.template get<V>());
+            io.store_param(p, i);
+            m.store(t.exp_avg + i);
+            v.store(t.exp_avg_sq + i);
+        });
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const NadamTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    two_moment_range<Vec, Lane>(t, begin, end, [](auto& p, auto g, auto& m, auto& v,
+                                                  const auto& c) { nadam_update(p, g, m, v, c); });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const RadamTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    two_moment_range<Vec, Lane>(t, begin, end, [](auto& p, auto g, auto& m, auto& v,
+                                                  const auto& c) { radam_update(p, g, m, v, c); });
+}
+
 // Adam's memory traffic without its arithmetic (read p, g, m, v; write p, m, v, one add each;
 // with a master copy, the master is read and written and p written as its rounding): the
 // bandwidth reference that benchmarks compare the Adam step with.
@@ -431,6 +512,10 @@ SegmentSum grad_segment(const GradSpan& s, std::int64_t begin, std::int64_t end)
     FASTADAM_RANGE_KERNEL(update_range, range_of, AdamTensor<P>, V, L)    \
     FASTADAM_RANGE_KERNEL(update_range, range_of, SgdTensor<P>, V, L)     \
     FASTADAM_RANGE_KERNEL(update_range, range_of, AdagradTensor<P>, V, L) \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, RmspropTensor<P>, V, L) \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, AdamaxTensor<P>, V, L)  \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, NadamTensor<P>, V, L)   \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, RadamTensor<P>, V, L)   \
     FASTADAM_RANGE_KERNEL(probe_range, probe_range, AdamTensor<P>, V, L)
 #define FASTADAM_RANGE_KERNELS8_OF(P, V, L)                                   \
     FASTADAM_RANGE_KERNEL(update_range, range_of, Adam8bitTensor<P>, V, L) \

@@ -23,6 +23,14 @@ _AdamHyperTuple: TypeAlias = (
 _SgdHyperTuple: TypeAlias = tuple[float, float, float, float, bool, bool]
 # (lr, lr_decay, weight_decay, eps, maximize)
 _AdagradHyperTuple: TypeAlias = tuple[float, float, float, float, bool]
+# (lr, alpha, eps, weight_decay, momentum, centered, maximize)
+_RmspropHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, maximize)
+_AdamaxHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool]
+# (lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled, maximize)
+_NadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, float, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
+_RadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool]
 
 # register_adam.cpp
 
@@ -241,6 +249,55 @@ def adagrad_step_sets(
     state_sums: Sequence[_FloatArray],
     steps: int | Sequence[int],
     hypers: _AdagradHyperTuple | Sequence[_AdagradHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+
+# register_family.cpp
+
+def rmsprop_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    square_avgs: Sequence[_FloatArray],
+    grad_avgs: Sequence[_FloatArray | None],
+    momentum_buffers: Sequence[_FloatArray | None],
+    steps: int | Sequence[int],
+    hypers: _RmspropHyperTuple | Sequence[_RmspropHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def adamax_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_infs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _AdamaxHyperTuple | Sequence[_AdamaxHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def nadam_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _NadamHyperTuple | Sequence[_NadamHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def nadam_mu_product(beta1: float, momentum_decay: float, step: int) -> float: ...
+def radam_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _RadamHyperTuple | Sequence[_RadamHyperTuple],
     masters: Sequence[_FloatArray | None] | None = None,
     options: _StepOptions | None = None,
     /,

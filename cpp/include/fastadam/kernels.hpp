@@ -10,8 +10,12 @@
 
 #include "fastadam/adagrad_math.hpp"
 #include "fastadam/adam_math.hpp"
+#include "fastadam/adamax_math.hpp"
 #include "fastadam/half.hpp"
 #include "fastadam/lowbit_math.hpp"
+#include "fastadam/nadam_math.hpp"
+#include "fastadam/radam_math.hpp"
+#include "fastadam/rmsprop_math.hpp"
 #include "fastadam/sgd_math.hpp"
 
 namespace fastadam {
@@ -83,12 +87,50 @@ struct AdagradTensor : ParamArrays<P, S> {
     AdagradScalars scalars{};
 };
 
+// One parameter set for RMSprop; grad_avg is null unless centered, momentum_buffer null when
+// momentum is 0.
+template <class P, class S = state_of_t<P>>
+struct RmspropTensor : ParamArrays<P, S> {
+    S* square_avg = nullptr;
+    S* grad_avg = nullptr;
+    S* momentum_buffer = nullptr;
+    RmspropScalars scalars{};
+};
+
+// One parameter set for Adamax.
+template <class P, class S = state_of_t<P>>
+struct AdamaxTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_inf = nullptr;
+    AdamaxScalars scalars{};
+};
+
+// One parameter set for NAdam.
+template <class P, class S = state_of_t<P>>
+struct NadamTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    NadamScalars scalars{};
+};
+
+// One parameter set for RAdam.
+template <class P, class S = state_of_t<P>>
+struct RadamTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    RadamScalars scalars{};
+};
+
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
 #define FASTADAM_STEP_DECLARATIONS(P)                               \
     void adam_step(const AdamTensor<P>* tensors, std::size_t count);       \
     void sgd_step(const SgdTensor<P>* tensors, std::size_t count);         \
     void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count); \
+    void rmsprop_step(const RmspropTensor<P>* tensors, std::size_t count); \
+    void adamax_step(const AdamaxTensor<P>* tensors, std::size_t count);   \
+    void nadam_step(const NadamTensor<P>* tensors, std::size_t count);     \
+    void radam_step(const RadamTensor<P>* tensors, std::size_t count);     \
     void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count);
 FASTADAM_STEP_DECLARATIONS(float)
 FASTADAM_STEP_DECLARATIONS(double)
