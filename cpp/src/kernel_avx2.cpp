@@ -51,7 +51,8 @@ void narrow(F32 x, fastadam::BFloat16* p) {
     const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
     const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));
     const __m256 nan = _mm256_cmp_ps(x.r, x.r, _CMP_UNORD_Q);
-    const __m256 top = _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan);
+    const __m256 top =
+        _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan);
     store_low_halves(_mm256_srli_epi32(_mm256_castps_si256(top), 16), p);
 }
 }  // namespace

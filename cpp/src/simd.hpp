@@ -149,7 +149,8 @@ template <int W, class Tag>
     lo = static_cast<std::uint32_t>(base) + iota;
     // Lanes whose low word wrapped past 2**32 carry one into the high word (mask -1 -> +1).
     const U32 hi = static_cast<std::uint32_t>(base >> 32) - (U32)(lo < iota);
-    store_bfloat16_bits(x, bits::bfloat16_stochastic(bits_of(x), bits::rounding_bits(lo, hi, key)), p);
+    const U32 random = bits::rounding_bits(lo, hi, key);
+    store_bfloat16_bits(x, bits::bfloat16_stochastic(bits_of(x), random), p);
 }
 
 // --- doubles for reductions -----------------------------------------------------------------
