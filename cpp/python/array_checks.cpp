@@ -135,6 +135,31 @@ CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype
     return {a->data, static_cast<std::uintptr_t>(element_count(obj)) * itemsize, written};
 }
 
+CheckedArray check_flat_array(PyObject* obj, const ArgName& name, bool written, FlatKind kind,
+                              std::int64_t length, const char* length_text) {
+    if (!is_array(obj))
+        throw py::type_error(name.str() + " must be a numpy.ndarray, got " + type_text(obj));
+    static PyObject* const u8 = py::dtype::of<std::uint8_t>().release().ptr();
+    PyObject* want = kind == FlatKind::codes ? u8 : descr_of(Dtype::float32);
+    PyObject* descr = array_proxy(obj)->descr;
+    if (descr != want && !npy_api::get().PyArray_EquivTypes_(descr, want))
+        throw py::type_error(name.str() + " must have dtype " +
+                             (kind == FlatKind::codes ? "uint8" : "float32") + ", got " +
+                             dtype_text(obj) + " (arrays are never converted)");
+    const auto* a = array_proxy(obj);
+    if (a->nd != 1 || a->dimensions[0] != length)
+        throw py::value_error(name.str() + " must be 1-D with " + std::to_string(length) +
+                              " elements (" + length_text + "), got shape " + shape_text(obj));
+    if (!(a->flags & npy_api::NPY_ARRAY_C_CONTIGUOUS_))
+        throw py::value_error(name.str() + " must be C-contiguous");
+    if (!(a->flags & npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::value_error(name.str() + " must be aligned to its element size");
+    if (written && !(a->flags & npy_api::NPY_ARRAY_WRITEABLE_))
+        throw py::value_error(name.str() + " must be writable");
+    const std::uintptr_t itemsize = kind == FlatKind::codes ? 1 : 4;
+    return {a->data, static_cast<std::uintptr_t>(length) * itemsize, written};
+}
+
 std::pair<long, long> find_overlap(const CheckedArray* arrays, std::size_t count) {
     struct Span {
         std::uintptr_t begin, end;

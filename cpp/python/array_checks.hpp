@@ -50,6 +50,12 @@ Dtype param_dtype(PyObject* obj, const ArgName& name);
 CheckedArray check_array(PyObject* obj, const ArgName& name, bool written, Dtype dtype,
                          PyObject* param, Dtype param_dtype);
 
+// The 8-bit state's arrays: codes (uint8) and block scales (float32), 1-D, C-contiguous, of
+// `length` elements; `length_text` says where the length comes from ("the parameter's size").
+enum class FlatKind { codes, scales };
+CheckedArray check_flat_array(PyObject* obj, const ArgName& name, bool written, FlatKind kind,
+                              std::int64_t length, const char* length_text);
+
 // Elements of a checked array.
 std::int64_t element_count(PyObject* array);
 

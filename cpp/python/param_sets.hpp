@@ -186,6 +186,11 @@ py::object launch_step(const CheckedSets& sets, const StepOptions& options, cons
 double tuple_double(PyObject* t, std::size_t k, std::size_t index);
 bool tuple_bool(PyObject* t, std::size_t k, std::size_t index);
 
+// Adam's hyper-parameters from the classes' tuple (register_adam.cpp: nine entries, or ten with
+// keras_eps), and the eps_mode argument ("torch" or "keras", true for keras; null: torch).
+AdamHyper adam_hyper_from_tuple(PyObject* t, std::size_t index);
+bool keras_eps_arg(PyObject* obj);
+
 // `obj` as a tuple of `size` entries (the optimizer classes' hyper-parameter tuples).
 void check_hyper_tuple(PyObject* obj, std::size_t size, std::size_t index, const char* layout);
 

@@ -5,7 +5,9 @@
 
 namespace fastadam::python {
 void register_adam(pybind11::module_& m);
+void register_adam8bit(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
 void register_adagrad(pybind11::module_& m);
+void register_family(pybind11::module_& m);
 void register_runtime(pybind11::module_& m);
 }  // namespace fastadam::python

@@ -10,6 +10,30 @@
 
 namespace fastadam::python {
 
+// eps_mode: "torch" or "keras" (AdamHyper::keras_eps).
+bool keras_eps_arg(PyObject* obj) {
+    if (obj == nullptr) return false;
+    const std::string mode = str_arg(obj, "eps_mode");
+    if (mode != "torch" && mode != "keras")
+        throw py::value_error("eps_mode must be 'torch' or 'keras', got '" + mode + "'");
+    return mode == "keras";
+}
+
+// One hyper-parameter tuple of adam_step_sets, checked: nine entries, or ten with keras_eps.
+AdamHyper adam_hyper_from_tuple(PyObject* t, std::size_t i) {
+    const bool ten = PyTuple_Check(t) && PyTuple_GET_SIZE(t) == 10;
+    check_hyper_tuple(t, ten ? 10 : 9, i,
+                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
+                      "bias_correction[, keras_eps])");
+    const AdamHyper h =
+        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
+                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
+                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i),
+                        ten && tuple_bool(t, 9, i));
+    check_hyper(h);
+    return h;
+}
+
 namespace {
 
 // Every set has six slots; max_exp_avg_sq (without amsgrad) and master may be left out.
@@ -99,14 +123,6 @@ StepOptions options_of(const Args& a) {
                         a[kSeed]);
 }
 
-// eps_mode: "torch" or "keras" (AdamHyper::keras_eps).
-bool keras_eps_arg(PyObject* obj) {
-    if (obj == nullptr) return false;
-    const std::string mode = str_arg(obj, "eps_mode");
-    if (mode != "torch" && mode != "keras")
-        throw py::value_error("eps_mode must be 'torch' or 'keras', got '" + mode + "'");
-    return mode == "keras";
-}
 
 // The hyper-parameters of an adam_step or adam_step_multi call, converted and checked.
 AdamHyper adam_hyper(const Args& a) {
@@ -192,20 +208,6 @@ py::object bandwidth_probe_multi(const Args& a) {
                   Kernel::bandwidth_probe);
 }
 
-// One hyper-parameter tuple of adam_step_sets, checked: nine entries, or ten with keras_eps.
-AdamHyper hyper_from_tuple(PyObject* t, std::size_t i) {
-    const bool ten = PyTuple_Check(t) && PyTuple_GET_SIZE(t) == 10;
-    check_hyper_tuple(t, ten ? 10 : 9, i,
-                      "(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, "
-                      "bias_correction[, keras_eps])");
-    const AdamHyper h =
-        make_adam_hyper(tuple_double(t, 0, i), {tuple_double(t, 1, i), tuple_double(t, 2, i)},
-                        tuple_double(t, 3, i), tuple_double(t, 4, i), tuple_bool(t, 5, i),
-                        tuple_bool(t, 6, i), tuple_bool(t, 7, i), tuple_bool(t, 8, i),
-                        ten && tuple_bool(t, 9, i));
-    check_hyper(h);
-    return h;
-}
 
 // The optimizer classes' entry: every parameter set of every group and dtype in one call, each
 // set with its own step and hyper-parameter tuple (sets of one group share one tuple object,
@@ -220,7 +222,7 @@ py::object adam_step_sets(const Args& a) {
     const Items exp_avg_sqs = list_arg(a[3], "exp_avg_sqs", n, held);
     const Items maxes = list_arg(a[4], "max_exp_avg_sqs", n, held);
     const auto steps = int_per_set(a[5], "steps", n, held);
-    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, hyper_from_tuple);
+    const auto hypers = hypers_per_set<AdamHyper>(a[6], n, held, adam_hyper_from_tuple);
     PyObject* masters = a.given(7) ? none_to_null(a[7]) : nullptr;
     const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
     const StepOptions options = step_options(a[8]);

@@ -74,14 +74,16 @@ Isa isa_from_name(const std::string& name) {
                                 "' (expected one of: scalar, avx2, avx512, neon)");
 }
 
-// Probe kernels exist for AdamTensor only (Adam's access pattern is the one benchmarked).
+// Probe kernels exist for the Adam tensors only (Adam's access patterns are the ones
+// benchmarked).
 template <class Tensor>
 RangeKernel<Tensor> pick(RangeKernel<Tensor> update, RangeKernel<Tensor> probe, Sweep sweep) {
     return sweep == Sweep::update ? update : probe;
 }
 
 #define FASTADAM_KERNEL_OF(ns)                                                                \
-    if constexpr (std::is_same_v<Tensor, AdamTensor<typename Tensor::value_type>>)            \
+    if constexpr (std::is_same_v<Tensor, AdamTensor<typename Tensor::value_type>> ||          \
+                  std::is_same_v<Tensor, Adam8bitTensor<typename Tensor::value_type>>)        \
         return pick<Tensor>(&ns::update_range, &ns::probe_range, sweep);                      \
     else                                                                                      \
         return &ns::update_range
@@ -105,12 +107,19 @@ RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep) {
 #define FASTADAM_INSTANTIATE(P)                                            \
     template RangeKernel<AdamTensor<P>> range_kernel(Isa, Sweep);          \
     template RangeKernel<SgdTensor<P>> range_kernel(Isa, Sweep);           \
-    template RangeKernel<AdagradTensor<P>> range_kernel(Isa, Sweep);
+    template RangeKernel<AdagradTensor<P>> range_kernel(Isa, Sweep);      \
+    template RangeKernel<RmspropTensor<P>> range_kernel(Isa, Sweep);      \
+    template RangeKernel<AdamaxTensor<P>> range_kernel(Isa, Sweep);       \
+    template RangeKernel<NadamTensor<P>> range_kernel(Isa, Sweep);        \
+    template RangeKernel<RadamTensor<P>> range_kernel(Isa, Sweep);
 FASTADAM_INSTANTIATE(float)
 FASTADAM_INSTANTIATE(double)
 FASTADAM_INSTANTIATE(Half)
 FASTADAM_INSTANTIATE(BFloat16)
 #undef FASTADAM_INSTANTIATE
+template RangeKernel<Adam8bitTensor<float>> range_kernel(Isa, Sweep);
+template RangeKernel<Adam8bitTensor<Half>> range_kernel(Isa, Sweep);
+template RangeKernel<Adam8bitTensor<BFloat16>> range_kernel(Isa, Sweep);
 
 SegmentKernel segment_kernel(Isa isa) {
     switch (isa) {

@@ -21,9 +21,19 @@ struct SegmentSum {
     FASTADAM_DECLARE_RANGE(update_range, AdamTensor<P>)    \
     FASTADAM_DECLARE_RANGE(update_range, SgdTensor<P>)     \
     FASTADAM_DECLARE_RANGE(update_range, AdagradTensor<P>) \
+    FASTADAM_DECLARE_RANGE(update_range, RmspropTensor<P>) \
+    FASTADAM_DECLARE_RANGE(update_range, AdamaxTensor<P>)  \
+    FASTADAM_DECLARE_RANGE(update_range, NadamTensor<P>)   \
+    FASTADAM_DECLARE_RANGE(update_range, RadamTensor<P>)   \
     FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<P>)
+#define FASTADAM_DECLARE_RANGES8_OF(P)                       \
+    FASTADAM_DECLARE_RANGE(update_range, Adam8bitTensor<P>) \
+    FASTADAM_DECLARE_RANGE(probe_range, Adam8bitTensor<P>)
 #define FASTADAM_DECLARE_ISA(ns)                                                   \
     namespace fastadam::ns {                                                       \
+    FASTADAM_DECLARE_RANGES8_OF(float)                                             \
+    FASTADAM_DECLARE_RANGES8_OF(Half)                                              \
+    FASTADAM_DECLARE_RANGES8_OF(BFloat16)                                          \
     FASTADAM_DECLARE_RANGES_OF(float)                                              \
     FASTADAM_DECLARE_RANGES_OF(double)                                             \
     FASTADAM_DECLARE_RANGES_OF(Half)                                               \
@@ -44,6 +54,7 @@ FASTADAM_DECLARE_ISA(isa_neon)
 
 #undef FASTADAM_DECLARE_ISA
 #undef FASTADAM_DECLARE_RANGES_OF
+#undef FASTADAM_DECLARE_RANGES8_OF
 #undef FASTADAM_DECLARE_RANGE
 
 namespace fastadam {

@@ -22,6 +22,14 @@ void narrow(F32 x, fastadam::Half* p) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                         _mm512_cvtps_ph(x.r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
+// 8-bit state codes: one byte per int32 lane (vpmovzxbd / vpmovdb).
+using I32 = fastadam::simd::IntLanes<16>::I32;
+I32 load_bytes(F32, const std::uint8_t* p) {
+    return (I32)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+void store_bytes(F32, I32 c, std::uint8_t* p) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8((__m512i)c));
+}
 }  // namespace
 
 FASTADAM_DEFINE_RANGE_KERNELS(isa_avx512, F32, F64, L<float>, L<double>)

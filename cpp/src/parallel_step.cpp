@@ -95,8 +95,11 @@ struct StepJob {
 template <class Tensor>
 void locate(const StepJob<Tensor>& job, std::int64_t g, std::size_t& tensor,
             std::int64_t& offset) {
-    constexpr std::int64_t line =
-        kCacheLineBytes / static_cast<std::int64_t>(sizeof(typename Tensor::value_type));
+    // A tensor type may ask for a coarser split (8-bit state: whole blocks).
+    constexpr std::int64_t line = [] {
+        if constexpr (requires { Tensor::split_unit; }) return Tensor::split_unit;
+        else return kCacheLineBytes / static_cast<std::int64_t>(sizeof(typename Tensor::value_type));
+    }();
     tensor = 0;
     while (tensor < job.count && g >= job.tensors[tensor].size) {
         g -= job.tensors[tensor].size;
@@ -151,6 +154,18 @@ void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update)
     void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count) {          \
         step(tensors, count);                                                        \
     }                                                                                \
+    void rmsprop_step(const RmspropTensor<P>* tensors, std::size_t count) {          \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void adamax_step(const AdamaxTensor<P>* tensors, std::size_t count) {            \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void nadam_step(const NadamTensor<P>* tensors, std::size_t count) {              \
+        step(tensors, count);                                                        \
+    }                                                                                \
+    void radam_step(const RadamTensor<P>* tensors, std::size_t count) {              \
+        step(tensors, count);                                                        \
+    }                                                                                \
     void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count) {          \
         step(tensors, count, Sweep::bandwidth_probe);                                \
     }
@@ -159,6 +174,18 @@ FASTADAM_STEPS(double)
 FASTADAM_STEPS(Half)
 FASTADAM_STEPS(BFloat16)
 #undef FASTADAM_STEPS
+
+#define FASTADAM_STEPS8(P)                                                   \
+    void adam8bit_step(const Adam8bitTensor<P>* tensors, std::size_t count) { \
+        step(tensors, count);                                                \
+    }                                                                        \
+    void bandwidth_probe(const Adam8bitTensor<P>* tensors, std::size_t count) { \
+        step(tensors, count, Sweep::bandwidth_probe);                        \
+    }
+FASTADAM_STEPS8(float)
+FASTADAM_STEPS8(Half)
+FASTADAM_STEPS8(BFloat16)
+#undef FASTADAM_STEPS8
 
 namespace {
 

@@ -104,7 +104,9 @@ void narrow_stochastic(Lane<float, Tag> x, BFloat16* p, std::uint64_t key, std::
 template <int W>
 struct IntLanes {
     typedef std::uint32_t U32 __attribute__((vector_size(W * 4)));
+    typedef std::int32_t I32 __attribute__((vector_size(W * 4)));
     typedef std::uint16_t U16 __attribute__((vector_size(W * 2)));
+    typedef std::uint8_t U8 __attribute__((vector_size(W)));
 };
 
 template <int W, class Tag>
@@ -151,6 +153,99 @@ template <int W, class Tag>
     const U32 hi = static_cast<std::uint32_t>(base >> 32) - (U32)(lo < iota);
     const U32 random = bits::rounding_bits(lo, hi, key);
     store_bfloat16_bits(x, bits::bfloat16_stochastic(bits_of(x), random), p);
+}
+
+// --- int32 lanes for the 8-bit state codes (lowbit_math.hpp) ---------------------------------
+// IntOf<V>: the int32 lanes (I) and uint32 lanes (U) of a float value type; int_bits/from_bits
+// reinterpret; load_bytes/store_bytes move one code byte per lane; low_index gives the low words
+// of the element indices i, i + 1, ...; largest_lane the largest lane of a non-negative value.
+template <class V>
+struct IntOf;
+template <int W, class Tag>
+struct IntOf<Vec<float, W, Tag>> {
+    using I = typename IntLanes<W>::I32;
+    using U = typename IntLanes<W>::U32;
+};
+template <class Tag>
+struct IntOf<Lane<float, Tag>> {
+    using I = std::int32_t;
+    using U = std::uint32_t;
+};
+
+template <int W, class Tag>
+typename IntLanes<W>::I32 int_bits(Vec<float, W, Tag> x) {
+    typename IntLanes<W>::I32 u;
+    std::memcpy(&u, &x.r, sizeof u);
+    return u;
+}
+template <class Tag>
+std::int32_t int_bits(Lane<float, Tag> x) {
+    std::int32_t u;
+    std::memcpy(&u, &x.x, sizeof u);
+    return u;
+}
+template <int W, class Tag>
+Vec<float, W, Tag> from_bits(Vec<float, W, Tag>, typename IntLanes<W>::I32 u) {
+    Vec<float, W, Tag> v;
+    std::memcpy(&v.r, &u, sizeof u);
+    return v;
+}
+template <class Tag>
+Lane<float, Tag> from_bits(Lane<float, Tag>, std::int32_t u) {
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return Lane<float, Tag>(x);
+}
+template <int W, class Tag>
+typename IntLanes<W>::I32 load_bytes(Vec<float, W, Tag>, const std::uint8_t* p) {
+    typename IntLanes<W>::U8 b;
+    std::memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, typename IntLanes<W>::I32);
+}
+template <class Tag>
+std::int32_t load_bytes(Lane<float, Tag>, const std::uint8_t* p) {
+    return *p;
+}
+template <int W>
+void store_bytes(typename IntLanes<W>::I32 c, std::uint8_t* p) {
+    const auto b = __builtin_convertvector(c, typename IntLanes<W>::U8);
+    std::memcpy(p, &b, sizeof b);
+}
+template <int W, class Tag>
+void store_bytes(Vec<float, W, Tag>, typename IntLanes<W>::I32 c, std::uint8_t* p) {
+    store_bytes<W>(c, p);
+}
+template <class Tag>
+void store_bytes(Lane<float, Tag>, std::int32_t c, std::uint8_t* p) {
+    *p = static_cast<std::uint8_t>(c);
+}
+template <int W, class Tag>
+typename IntLanes<W>::U32 low_index(Vec<float, W, Tag>, std::int64_t i) {
+    typename IntLanes<W>::U32 u;
+    for (int k = 0; k < W; ++k) u[k] = static_cast<std::uint32_t>(k);
+    return u + static_cast<std::uint32_t>(i);
+}
+template <class Tag>
+std::uint32_t low_index(Lane<float, Tag>, std::int64_t i) {
+    return static_cast<std::uint32_t>(i);
+}
+template <int W, class Tag>
+typename IntLanes<W>::I32 as_signed(typename IntLanes<W>::U32 u, Vec<float, W, Tag>) {
+    return (typename IntLanes<W>::I32)u;
+}
+template <class Tag>
+std::int32_t as_signed(std::uint32_t u, Lane<float, Tag>) {
+    return static_cast<std::int32_t>(u);
+}
+template <class T, int W, class Tag>
+T largest_lane(Vec<T, W, Tag> x) {
+    T m = x.r[0];
+    for (int k = 1; k < W; ++k) m = x.r[k] > m ? x.r[k] : m;
+    return m;
+}
+template <class T, class Tag>
+T largest_lane(Lane<T, Tag> x) {
+    return x.x;
 }
 
 // --- doubles for reductions -----------------------------------------------------------------

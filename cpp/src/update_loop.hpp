@@ -11,6 +11,7 @@
 // in isa_kernels.hpp, and its binding.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -158,6 +159,152 @@ void range_of(const AdamTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
     });
 }
 
+// --- 8-bit state (lowbit_math.hpp) ----------------------------------------------------------
+// Block by block: decode m and v (and vmax), run adam_update, write p, keep the new m and v in a
+// 1 KiB buffer each (L1) while taking the block's largest magnitudes; then encode the buffers
+// with the new scales. Memory sees one read and one write of p and the codes, one read of g.
+// [begin, end) starts on a block boundary (parallel_step.cpp splits on Adam8bitTensor's
+// split_unit).
+
+// A running maximum for both value types of a sweep (exact, so its order does not matter).
+template <class Vec, class Lane>
+struct RunningMax {
+    Vec vec{0.0f};
+    Lane lane{0.0f};
+    template <class V>
+    void add(V x) {
+        if constexpr (std::is_same_v<V, Vec>) vec = max_of(vec, x); else lane = max_of(lane, x);
+    }
+    float value() const {
+        const float a = largest_lane(vec), b = largest_lane(lane);
+        return a > b ? a : b;
+    }
+};
+
+// A float broadcast once per block into both value types (a broadcast inside the sweep's body
+// would be rebuilt for every vector).
+template <class Vec, class Lane>
+struct Splat {
+    Vec vec;
+    Lane lane;
+    explicit Splat(float x) : vec(x), lane(x) {}
+    template <class V>
+    V get() const {
+        if constexpr (std::is_same_v<V, Vec>) return vec; else return lane;
+    }
+};
+
+template <class V>
+V magnitude(V x) {
+    return from_bits(V{}, int_bits(x) & 0x7FFFFFFF);
+}
+
+// One state's codes and block scales.
+struct CodedState {
+    std::uint8_t* codes;
+    float* scales;
+};
+
+template <class V>
+V decode_m(const CodedState& s, std::int64_t i, V scale) {
+    return from_bits(V{}, lowbit::decode_exp_avg(load_bytes(V{}, s.codes + i))) * scale;
+}
+template <class V>
+V decode_v(const CodedState& s, std::int64_t i, V scale) {
+    return from_bits(V{}, lowbit::decode_exp_avg_sq(load_bytes(V{}, s.codes + i))) * scale;
+}
+
+template <class Var, class Vec, class Lane, bool Amsgrad, class Tensor>
+void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
+    constexpr std::int64_t block = lowbit::kBlock;
+    const auto c = coefficients<Vec, Lane, float>(t.scalars);
+    const ParamIo<Var, Vec, Lane, Tensor> io(t);
+    const CodedState ms{t.exp_avg_codes, t.exp_avg_scales};
+    const CodedState vs{t.exp_avg_sq_codes, t.exp_avg_sq_scales};
+    const CodedState xs{t.max_exp_avg_sq_codes, t.max_exp_avg_sq_scales};
+    alignas(64) float m_buf[block], v_buf[block], x_buf[Amsgrad ? block : 1];
+    for (std::int64_t start = begin; start < end; start += block) {
+        const std::int64_t stop = std::min(start + block, end), b = start / block;
+        RunningMax<Vec, Lane> m_max, v_max, x_max;
+        using S = Splat<Vec, Lane>;
+        const S m_scale(ms.scales[b]), v_scale(vs.scales[b]), x_scale(Amsgrad ? xs.scales[b] : 0.0f);
+        sweep<Vec, Lane>(start, stop, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V m = decode_m<V>(ms, i, m_scale.template get<V>()), v = decode_v<V>(vs, i, v_scale.template get<V>());
+            V vmax = Amsgrad ? decode_v<V>(xs, i, x_scale.template get<V>()) : V(0.0f);
+            V p = io.template param<V>(i);
+            adam_update<Amsgrad>(p, io.template grad<V>(i), m, v, vmax, c.template get<V>());
+            io.store_param(p, i);
+            m.store(m_buf + (i - start));
+            v.store(v_buf + (i - start));
+            m_max.add(magnitude(m));
+            v_max.add(v);
+            if constexpr (Amsgrad) {
+                vmax.store(x_buf + (i - start));
+                x_max.add(vmax);
+            }
+        });
+        float m_new = m_max.value(), v_new = v_max.value(), x_new = x_max.value();
+        const S m_inv(lowbit::inverse_scale(m_new)), v_inv(lowbit::inverse_scale(v_new));
+        const S x_inv(Amsgrad ? lowbit::inverse_scale(x_new) : 0.0f);
+        const std::uint32_t key = lowbit::block_key(t.state_key, start);
+        sweep<Vec, Lane>(start, stop, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            const auto r = lowbit::state_random(low_index(V{}, i), key);
+            const auto m_up = as_signed(lowbit::exp_avg_offset(r), V{});
+            const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), V{});
+            const V m = V::load(m_buf + (i - start)), v = V::load(v_buf + (i - start));
+            const auto m_y = int_bits(magnitude(m) * m_inv.template get<V>());
+            store_bytes(V{}, lowbit::encode_exp_avg(int_bits(m), m_y, m_up), ms.codes + i);
+            const auto v_y = int_bits(v * v_inv.template get<V>());
+            store_bytes(V{}, lowbit::encode_exp_avg_sq(int_bits(v), v_y, v_up), vs.codes + i);
+            if constexpr (Amsgrad) {
+                const V x = V::load(x_buf + (i - start));
+                const auto x_y = int_bits(x * x_inv.template get<V>());
+                store_bytes(V{}, lowbit::encode_exp_avg_sq(int_bits(x), x_y, v_up), xs.codes + i);
+            }
+        });
+        ms.scales[b] = m_new;
+        vs.scales[b] = v_new;
+        if constexpr (Amsgrad) xs.scales[b] = x_new;
+    }
+}
+
+template <class Vec, class Lane, class P>
+void range_of(const Adam8bitTensor<P>& t, std::int64_t begin, std::int64_t end) {
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        if (t.max_exp_avg_sq_codes != nullptr)
+            adam8bit_sweep<Var, Vec, Lane, true>(t, begin, end);
+        else
+            adam8bit_sweep<Var, Vec, Lane, false>(t, begin, end);
+    });
+}
+
+// The 8-bit step's memory traffic without its math: p += g, each code += 1, each block scale
+// += 1 (with a master copy, master += g and p = its rounding).
+template <class Vec, class Lane, class P>
+void probe_range(const Adam8bitTensor<P>& t, std::int64_t begin, std::int64_t end) {
+    const bool master = is_16bit<P> && t.master != nullptr;
+    sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+        using V = decltype(tag);
+        const V g = load_as<V>(t.grad + i);
+        if (master) {
+            const V p = V::load(t.master + i) + g;
+            p.store(t.master + i);
+            store_as(p, t.param + i);
+        } else {
+            store_as(load_as<V>(t.param + i) + g, t.param + i);
+        }
+        store_bytes(V{}, load_bytes(V{}, t.exp_avg_codes + i) + 1, t.exp_avg_codes + i);
+        store_bytes(V{}, load_bytes(V{}, t.exp_avg_sq_codes + i) + 1, t.exp_avg_sq_codes + i);
+    });
+    for (std::int64_t b = begin / lowbit::kBlock; b * lowbit::kBlock < end; ++b) {
+        t.exp_avg_scales[b] += 1.0f;
+        t.exp_avg_sq_scales[b] += 1.0f;
+    }
+}
+
 template <class Var, class Vec, class Lane, bool Momentum, class Tensor>
 void sgd_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
     using S = typename Tensor::state_type;
@@ -198,6 +345,87 @@ void range_of(const AdagradTensor<P, S>& t, std::int64_t begin, std::int64_t end
             sum.store(t.state_sum + i);
         });
     });
+}
+
+template <class Var, class Vec, class Lane, bool Centered, bool Momentum, class Tensor>
+void rmsprop_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
+    using S = typename Tensor::state_type;
+    const auto c = coefficients<Vec, Lane, S>(t.scalars);
+    const ParamIo<Var, Vec, Lane, Tensor> io(t);
+    sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+        using V = decltype(tag);
+        V p = io.template param<V>(i), sq = V::load(t.square_avg + i);
+        V avg = Centered ? V::load(t.grad_avg + i) : V(S(0));
+        V buf = Momentum ? V::load(t.momentum_buffer + i) : V(S(0));
+        rmsprop_update<Centered, Momentum>(p, io.template grad<V>(i), sq, avg, buf,
+                                           c.template get<V>());
+        io.store_param(p, i);
+        sq.store(t.square_avg + i);
+        if constexpr (Centered) avg.store(t.grad_avg + i);
+        if constexpr (Momentum) buf.store(t.momentum_buffer + i);
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const RmspropTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const bool centered = t.grad_avg != nullptr, momentum = t.momentum_buffer != nullptr;
+        if (centered && momentum) rmsprop_sweep<Var, Vec, Lane, true, true>(t, begin, end);
+        else if (centered) rmsprop_sweep<Var, Vec, Lane, true, false>(t, begin, end);
+        else if (momentum) rmsprop_sweep<Var, Vec, Lane, false, true>(t, begin, end);
+        else rmsprop_sweep<Var, Vec, Lane, false, false>(t, begin, end);
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const AdamaxTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const auto c = coefficients<Vec, Lane, S>(t.scalars);
+        const ParamIo<Var, Vec, Lane, AdamaxTensor<P, S>> io(t);
+        sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V p = io.template param<V>(i), m = V::load(t.exp_avg + i), u = V::load(t.exp_inf + i);
+            adamax_update(p, io.template grad<V>(i), m, u, c.template get<V>());
+            io.store_param(p, i);
+            m.store(t.exp_avg + i);
+            u.store(t.exp_inf + i);
+        });
+    });
+}
+
+// NAdam and RAdam: Adam's two moments, each with its own element function.
+template <class Vec, class Lane, class Tensor, class Update>
+void two_moment_range(const Tensor& t, std::int64_t begin, std::int64_t end,
+                      const Update& update) {
+    using S = typename Tensor::state_type;
+    with_variant(t, [&](auto var) {
+        using Var = decltype(var);
+        const auto c = coefficients<Vec, Lane, S>(t.scalars);
+        const ParamIo<Var, Vec, Lane, Tensor> io(t);
+        sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V p = io.template param<V>(i), m = V::load(t.exp_avg + i),
+              v = V::load(t.exp_avg_sq + i);
+            update(p, io.template grad<V>(i), m, v, c.template get<V>());
+            io.store_param(p, i);
+            m.store(t.exp_avg + i);
+            v.store(t.exp_avg_sq + i);
+        });
+    });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const NadamTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    two_moment_range<Vec, Lane>(t, begin, end, [](auto& p, auto g, auto& m, auto& v,
+                                                  const auto& c) { nadam_update(p, g, m, v, c); });
+}
+
+template <class Vec, class Lane, class P, class S>
+void range_of(const RadamTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    two_moment_range<Vec, Lane>(t, begin, end, [](auto& p, auto g, auto& m, auto& v,
+                                                  const auto& c) { radam_update(p, g, m, v, c); });
 }
 
 // Adam's memory traffic without its arithmetic (read p, g, m, v; write p, m, v, one add each;
@@ -284,9 +512,19 @@ SegmentSum grad_segment(const GradSpan& s, std::int64_t begin, std::int64_t end)
     FASTADAM_RANGE_KERNEL(update_range, range_of, AdamTensor<P>, V, L)    \
     FASTADAM_RANGE_KERNEL(update_range, range_of, SgdTensor<P>, V, L)     \
     FASTADAM_RANGE_KERNEL(update_range, range_of, AdagradTensor<P>, V, L) \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, RmspropTensor<P>, V, L) \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, AdamaxTensor<P>, V, L)  \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, NadamTensor<P>, V, L)   \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, RadamTensor<P>, V, L)   \
     FASTADAM_RANGE_KERNEL(probe_range, probe_range, AdamTensor<P>, V, L)
+#define FASTADAM_RANGE_KERNELS8_OF(P, V, L)                                   \
+    FASTADAM_RANGE_KERNEL(update_range, range_of, Adam8bitTensor<P>, V, L) \
+    FASTADAM_RANGE_KERNEL(probe_range, probe_range, Adam8bitTensor<P>, V, L)
 #define FASTADAM_DEFINE_RANGE_KERNELS(ns, F32, F64, L32, L64)                           \
     namespace fastadam::ns {                                                            \
+    FASTADAM_RANGE_KERNELS8_OF(float, F32, L32)                                         \
+    FASTADAM_RANGE_KERNELS8_OF(Half, F32, L32)                                          \
+    FASTADAM_RANGE_KERNELS8_OF(BFloat16, F32, L32)                                      \
     FASTADAM_RANGE_KERNELS_OF(float, F32, L32)                                          \
     FASTADAM_RANGE_KERNELS_OF(double, F64, L64)                                         \
     FASTADAM_RANGE_KERNELS_OF(Half, F32, L32)                                           \

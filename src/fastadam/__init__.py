@@ -1,10 +1,12 @@
-"""fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad) for NumPy
-arrays.
+"""fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad, RMSprop,
+Adamax, NAdam, RAdam) for NumPy arrays.
 
-The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and ``AdamW``,
-``SGD``, ``Adagrad``) for torch-like optimizer classes, ``fastadam.adam_step`` for one parameter
-set, ``fastadam.adam_step_multi`` for many in one call (likewise ``sgd_step*`` and
-``adagrad_step*``), and ``fastadam.reference`` for the same mathematics in plain NumPy.
+The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and
+``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``) for torch-like
+optimizer classes, ``fastadam.adam_step`` for one parameter set, ``fastadam.adam_step_multi``
+for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), ``fastadam.adam8bit_step``
+for Adam with 8-bit state (``fastadam.lowbit``), and ``fastadam.reference`` for the same
+mathematics in plain NumPy.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
         f"and CMake). Original error: {exc}"
     ) from exc
 
-from . import dtypes, reference
+from . import dtypes, lowbit, reference
 from ._core import (
     adagrad_step,
+    adam8bit_step,
     adagrad_step_multi,
     adam_step,
     adam_step_multi,
@@ -35,7 +38,7 @@ from ._core import (
     sgd_step_multi,
 )
 from .config import show_config
-from .optim import SGD, Adagrad, Adam, AdamW
+from .optim import SGD, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 from .scaling import DynamicLossScaler, StepReport
 
 __all__ = [
@@ -43,10 +46,15 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "DynamicLossScaler",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
     "StepReport",
     "adagrad_step",
     "adagrad_step_multi",
+    "adam8bit_step",
     "adam_step",
     "adam_step_multi",
     "available_isas",
@@ -54,6 +62,7 @@ __all__ = [
     "dtypes",
     "get_isa",
     "get_num_threads",
+    "lowbit",
     "reference",
     "set_isa",
     "set_num_threads",

@@ -23,6 +23,14 @@ _AdamHyperTuple: TypeAlias = (
 _SgdHyperTuple: TypeAlias = tuple[float, float, float, float, bool, bool]
 # (lr, lr_decay, weight_decay, eps, maximize)
 _AdagradHyperTuple: TypeAlias = tuple[float, float, float, float, bool]
+# (lr, alpha, eps, weight_decay, momentum, centered, maximize)
+_RmspropHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, maximize)
+_AdamaxHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool]
+# (lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled, maximize)
+_NadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, float, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
+_RadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool]
 
 # register_adam.cpp
 
@@ -92,6 +100,62 @@ def bandwidth_probe(
     exp_avgs: Sequence[_FloatArray],
     exp_avg_sqs: Sequence[_FloatArray],
     masters: Sequence[_FloatArray | None] | None = None,
+) -> StepReport: ...
+
+# register_adam8bit.cpp (codes: uint8, one per element; scales: float32, one per 256-element block)
+
+_Codes: TypeAlias = npt.NDArray[np.uint8]
+_Scales: TypeAlias = npt.NDArray[np.float32]
+
+def adam8bit_step(
+    param: _FloatArray,
+    grad: _FloatArray,
+    exp_avg_codes: _Codes,
+    exp_avg_scales: _Scales,
+    exp_avg_sq_codes: _Codes,
+    exp_avg_sq_scales: _Scales,
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    max_exp_avg_sq_codes: _Codes | None = None,
+    max_exp_avg_sq_scales: _Scales | None = None,
+    maximize: bool = False,
+    decoupled: bool = False,
+    bias_correction: bool = True,
+    master: _FloatArray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    eps_mode: str = "torch",
+) -> StepReport: ...
+def adam8bit_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avg_codes: Sequence[_Codes],
+    exp_avg_scales: Sequence[_Scales],
+    exp_avg_sq_codes: Sequence[_Codes],
+    exp_avg_sq_scales: Sequence[_Scales],
+    max_exp_avg_sq_codes: Sequence[_Codes | None],
+    max_exp_avg_sq_scales: Sequence[_Scales | None],
+    steps: int | Sequence[int],
+    hypers: _AdamHyperTuple | Sequence[_AdamHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def adam8bit_bandwidth_probe(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avg_codes: Sequence[_Codes],
+    exp_avg_scales: Sequence[_Scales],
+    exp_avg_sq_codes: Sequence[_Codes],
+    exp_avg_sq_scales: Sequence[_Scales],
 ) -> StepReport: ...
 
 # register_sgd.cpp
@@ -185,6 +249,55 @@ def adagrad_step_sets(
     state_sums: Sequence[_FloatArray],
     steps: int | Sequence[int],
     hypers: _AdagradHyperTuple | Sequence[_AdagradHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+
+# register_family.cpp
+
+def rmsprop_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    square_avgs: Sequence[_FloatArray],
+    grad_avgs: Sequence[_FloatArray | None],
+    momentum_buffers: Sequence[_FloatArray | None],
+    steps: int | Sequence[int],
+    hypers: _RmspropHyperTuple | Sequence[_RmspropHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def adamax_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_infs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _AdamaxHyperTuple | Sequence[_AdamaxHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def nadam_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _NadamHyperTuple | Sequence[_NadamHyperTuple],
+    masters: Sequence[_FloatArray | None] | None = None,
+    options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def nadam_mu_product(beta1: float, momentum_decay: float, step: int) -> float: ...
+def radam_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    steps: int | Sequence[int],
+    hypers: _RadamHyperTuple | Sequence[_RadamHyperTuple],
     masters: Sequence[_FloatArray | None] | None = None,
     options: _StepOptions | None = None,
     /,

@@ -1,7 +1,7 @@
 """The updates of fastadam's kernels in plain NumPy: readable, and the baseline.
 
-Adam as DESIGN.md section 2 states it, SGD as ``torch.optim.SGD`` and Adagrad as
-``torch.optim.Adagrad`` perform it. Each function has the same signature and semantics as the
+Adam as DESIGN.md section 2 states it, SGD, Adagrad, RMSprop, Adamax, NAdam and RAdam as
+``torch.optim``'s single-tensor implementations perform them. Each function has the same signature and semantics as the
 compiled one of the same name (``fastadam.adam_step``, ``fastadam.sgd_step``, ...) and computes
 in the arrays' own dtype, with the per-call scalars computed in double precision and rounded once
 (pass float64 arrays for the accuracy oracle). They are honest in-place NumPy implementations,
@@ -30,9 +30,15 @@ from .scaling import StepReport
 __all__ = [
     "adagrad_step",
     "adagrad_step_multi",
+    "adam8bit_step",
     "adam_step",
     "adam_step_multi",
+    "adamax_step",
     "grad_report",
+    "nadam_mu_product",
+    "nadam_step",
+    "radam_step",
+    "rmsprop_step",
     "sgd_step",
     "sgd_step_multi",
 ]
@@ -182,6 +188,54 @@ def adam_step_multi(
         master = masters[i] if masters is not None else None
         with _Widened(p, g, m.dtype, master, multiplier, stochastic_rounding, seed, t) as (wp, wg):
             _adam_math(wp, wg, m, v, vmax, step=t, **hyper)
+    return report
+
+
+def adam8bit_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg_codes: np.ndarray,
+    exp_avg_scales: np.ndarray,
+    exp_avg_sq_codes: np.ndarray,
+    exp_avg_sq_scales: np.ndarray,
+    *,
+    step: int,
+    amsgrad: bool = False,
+    max_exp_avg_sq_codes: np.ndarray | None = None,
+    max_exp_avg_sq_scales: np.ndarray | None = None,
+    master: np.ndarray | None = None,
+    grad_scale: float = 1.0,
+    max_grad_norm: float | None = None,
+    skip_nonfinite: bool = False,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    **hyper,
+) -> StepReport:
+    """``fastadam.adam8bit_step`` in NumPy: decode the whole state to float32
+    (``fastadam.lowbit.decode``), run the float32 update above, encode it back with the
+    kernels' stochastic rounding (``lowbit.encode`` with ``lowbit.state_random(size, seed,
+    step)``). Bit for bit what the kernels compute, with full-size temporaries."""
+    from . import lowbit
+
+    report, multiplier = grad_report([grad], grad_scale, max_grad_norm, skip_nonfinite)
+    if report.skipped:
+        return report
+    coded = [
+        ("exp_avg", exp_avg_codes, exp_avg_scales),
+        ("exp_avg_sq", exp_avg_sq_codes, exp_avg_sq_scales),
+    ]
+    if amsgrad:
+        if max_exp_avg_sq_codes is None or max_exp_avg_sq_scales is None:
+            raise ValueError("max_exp_avg_sq_codes/_scales are required when amsgrad=True")
+        coded.append(("max_exp_avg_sq", max_exp_avg_sq_codes, max_exp_avg_sq_scales))
+    values = [lowbit.decode(c, s, name).reshape(param.shape) for name, c, s in coded]
+    values.append(None)  # max_exp_avg_sq without amsgrad
+    f32 = np.dtype(np.float32)
+    with _Widened(param, grad, f32, master, multiplier, stochastic_rounding, seed, step) as (p, g):
+        _adam_math(p, g, values[0], values[1], values[2], step=step, amsgrad=amsgrad, **hyper)
+    random = lowbit.state_random(param.size, seed, step)
+    for (name, codes, scales), x in zip(coded, values):
+        codes[...], scales[...] = lowbit.encode(x, name, random)
     return report
 
 
@@ -421,3 +475,210 @@ def _one_set(mixed: dict) -> dict:
         out["masters"] = [out["master"]]
     out.pop("master", None)
     return out
+
+
+# -- Adam's family: RMSprop, Adamax, NAdam, RAdam ---------------------------------------------
+#
+# As torch.optim's single-tensor implementations compute them, in the arrays' dtype with the
+# per-call scalars in double rounded once; each function updates one set in place and takes the
+# mixed-precision keywords of ``adam_step`` (``master``, ``grad_scale``, ``max_grad_norm``,
+# ``skip_nonfinite``, ``stochastic_rounding``, ``seed``).
+
+
+def _lerp_(start, end, weight, dtype) -> None:
+    """torch's ``start.lerp_(end, weight)`` without fused multiply-add, in place."""
+    w = dtype(weight)
+    if abs(w) < dtype(0.5):
+        start += w * (end - start)
+    else:
+        start[...] = end - (end - start) * (dtype(1) - w)
+
+
+def _one_set_step(param, grad, state, step, math_fn, mixed) -> StepReport:
+    """Runs ``math_fn(p, g)`` on the set as the update sees it (widened, multiplied)."""
+    mixed = dict(mixed)
+    master = mixed.pop("master", None)
+    report, multiplier = grad_report(
+        [grad],
+        mixed.pop("grad_scale", 1.0),
+        mixed.pop("max_grad_norm", None),
+        mixed.pop("skip_nonfinite", False),
+    )
+    if report.skipped:
+        return report
+    stochastic, seed = mixed.pop("stochastic_rounding", False), mixed.pop("seed", 0)
+    if mixed:
+        raise TypeError(f"unexpected keyword arguments {sorted(mixed)}")
+    with _Widened(param, grad, state.dtype, master, multiplier, stochastic, seed, step) as (wp, wg):
+        math_fn(wp, wg)
+    return report
+
+
+def _decayed(p, g, dtype, lr, weight_decay, decoupled, maximize):
+    """The gradient after maximize and L2 decay; decoupled decay applied to ``p``."""
+    g = -g if maximize else g
+    if weight_decay != 0.0:
+        if decoupled:
+            p *= dtype(1.0 - lr * weight_decay)
+        else:
+            g = g + dtype(weight_decay) * p
+    return g
+
+
+def rmsprop_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    *,
+    step: int,
+    lr: float = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+    grad_avg: np.ndarray | None = None,
+    momentum_buffer: np.ndarray | None = None,
+    **mixed,
+) -> StepReport:
+    """One RMSprop update (``torch.optim.RMSprop``) in place; ``grad_avg`` is required when
+    centered, ``momentum_buffer`` when momentum > 0."""
+    if centered != (grad_avg is not None) or (momentum > 0.0) != (momentum_buffer is not None):
+        raise ValueError(
+            "grad_avg is required exactly when centered, momentum_buffer when momentum"
+        )
+    d = square_avg.dtype.type
+
+    def math_fn(p, g):
+        g = _decayed(p, g, d, lr, weight_decay, False, maximize)
+        square_avg[...] = square_avg * d(alpha) + d(1.0 - alpha) * g * g
+        if centered:
+            _lerp_(grad_avg, g, 1.0 - alpha, d)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            avg = np.sqrt(square_avg)
+        avg += d(eps)
+        if momentum > 0.0:
+            momentum_buffer[...] = momentum_buffer * d(momentum) + g / avg
+            p -= d(lr) * momentum_buffer
+        else:
+            p -= d(lr) * g / avg
+
+    return _one_set_step(param, grad, square_avg, step, math_fn, mixed)
+
+
+def adamax_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_inf: np.ndarray,
+    *,
+    step: int,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    **mixed,
+) -> StepReport:
+    """One Adamax update (``torch.optim.Adamax``) in place."""
+    beta1, beta2 = betas
+    d = exp_avg.dtype.type
+    clr = d(lr / (1.0 - beta1**step))
+
+    def math_fn(p, g):
+        g = _decayed(p, g, d, lr, weight_decay, False, maximize)
+        _lerp_(exp_avg, g, 1.0 - beta1, d)
+        np.maximum(exp_inf * d(beta2), np.abs(g) + d(eps), out=exp_inf)
+        p -= clr * exp_avg / exp_inf
+
+    return _one_set_step(param, grad, exp_avg, step, math_fn, mixed)
+
+
+def nadam_mu_product(beta1: float, momentum_decay: float, step: int) -> np.float32:
+    """``mu_1 * ... * mu_step`` as ``torch.optim.NAdam`` keeps it: a float32 product of each
+    ``mu_i = beta1 * (1 - 0.5 * 0.96 ** (i * momentum_decay))`` rounded to float32."""
+    product = np.float32(1.0)
+    for i in range(1, step + 1):
+        product = np.float32(
+            product * np.float32(beta1 * (1.0 - 0.5 * 0.96 ** (i * momentum_decay)))
+        )
+    return product
+
+
+def nadam_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    *,
+    step: int,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled: bool = False,
+    maximize: bool = False,
+    **mixed,
+) -> StepReport:
+    """One NAdam update (``torch.optim.NAdam``) in place; the product of the momentum
+    coefficients is ``nadam_mu_product``'s (float32, as torch keeps it)."""
+    beta1, beta2 = betas
+    d = exp_avg.dtype.type
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    product = float(nadam_mu_product(beta1, momentum_decay, step))
+    grad_coef = d(-lr * (1.0 - mu) / (1.0 - product))
+    exp_avg_coef = d(-lr * mu_next / (1.0 - product * mu_next))
+
+    def math_fn(p, g):
+        g = _decayed(p, g, d, lr, weight_decay, decoupled, maximize)
+        _lerp_(exp_avg, g, 1.0 - beta1, d)
+        exp_avg_sq[...] = exp_avg_sq * d(beta2) + d(1.0 - beta2) * g * g
+        denom = np.sqrt(exp_avg_sq / d(1.0 - beta2**step))
+        denom += d(eps)
+        p += grad_coef * g / denom
+        p += exp_avg_coef * exp_avg / denom
+
+    return _one_set_step(param, grad, exp_avg, step, math_fn, mixed)
+
+
+def radam_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+    maximize: bool = False,
+    **mixed,
+) -> StepReport:
+    """One RAdam update (``torch.optim.RAdam``) in place."""
+    beta1, beta2 = betas
+    d = exp_avg.dtype.type
+    bc1, bc2 = 1.0 - beta1**step, 1.0 - beta2**step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * beta2**step / bc2
+
+    def math_fn(p, g):
+        g = _decayed(p, g, d, lr, weight_decay, decoupled, maximize)
+        _lerp_(exp_avg, g, 1.0 - beta1, d)
+        exp_avg_sq[...] = exp_avg_sq * d(beta2) + d(1.0 - beta2) * g * g
+        corrected = exp_avg / d(bc1)
+        if rho_t > 5.0:
+            rect = (
+                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            ) ** 0.5
+            adaptive = d(bc2**0.5) / (np.sqrt(exp_avg_sq) + d(eps))
+            p -= corrected * d(lr) * adaptive * d(rect)
+        else:
+            p -= corrected * d(lr)
+
+    return _one_set_step(param, grad, exp_avg, step, math_fn, mixed)

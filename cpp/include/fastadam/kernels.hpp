@@ -10,7 +10,12 @@
 
 #include "fastadam/adagrad_math.hpp"
 #include "fastadam/adam_math.hpp"
+#include "fastadam/adamax_math.hpp"
 #include "fastadam/half.hpp"
+#include "fastadam/lowbit_math.hpp"
+#include "fastadam/nadam_math.hpp"
+#include "fastadam/radam_math.hpp"
+#include "fastadam/rmsprop_math.hpp"
 #include "fastadam/sgd_math.hpp"
 
 namespace fastadam {
@@ -50,6 +55,24 @@ struct AdamTensor : ParamArrays<P, S> {
     AdamScalars scalars{};  // from make_scalars(hyper, step); may differ between tensors
 };
 
+// One parameter set with 8-bit Adam state (lowbit_math.hpp): per state, one byte per element and
+// one float32 scale per block of lowbit::kBlock elements ((size + kBlock - 1) / kBlock scales).
+// max_exp_avg_sq_codes/_scales are null unless the update uses amsgrad. The state's stochastic
+// rounding is keyed by state_key (lowbit::state_key(seed, step)). Parameters are float32, or
+// float16/bfloat16 (optionally with a float32 master copy or stochastic rounding).
+template <class P>
+struct Adam8bitTensor : ParamArrays<P, float> {
+    static constexpr std::int64_t split_unit = lowbit::kBlock;  // threads split on blocks
+    std::uint8_t* exp_avg_codes = nullptr;
+    float* exp_avg_scales = nullptr;
+    std::uint8_t* exp_avg_sq_codes = nullptr;
+    float* exp_avg_sq_scales = nullptr;
+    std::uint8_t* max_exp_avg_sq_codes = nullptr;
+    float* max_exp_avg_sq_scales = nullptr;
+    AdamScalars scalars{};
+    std::uint64_t state_key = 0;
+};
+
 // One parameter set for SGD; momentum_buffer is null when momentum is 0.
 template <class P, class S = state_of_t<P>>
 struct SgdTensor : ParamArrays<P, S> {
@@ -64,18 +87,65 @@ struct AdagradTensor : ParamArrays<P, S> {
     AdagradScalars scalars{};
 };
 
+// One parameter set for RMSprop; grad_avg is null unless centered, momentum_buffer null when
+// momentum is 0.
+template <class P, class S = state_of_t<P>>
+struct RmspropTensor : ParamArrays<P, S> {
+    S* square_avg = nullptr;
+    S* grad_avg = nullptr;
+    S* momentum_buffer = nullptr;
+    RmspropScalars scalars{};
+};
+
+// One parameter set for Adamax.
+template <class P, class S = state_of_t<P>>
+struct AdamaxTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_inf = nullptr;
+    AdamaxScalars scalars{};
+};
+
+// One parameter set for NAdam.
+template <class P, class S = state_of_t<P>>
+struct NadamTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    NadamScalars scalars{};
+};
+
+// One parameter set for RAdam.
+template <class P, class S = state_of_t<P>>
+struct RadamTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    RadamScalars scalars{};
+};
+
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
 #define FASTADAM_STEP_DECLARATIONS(P)                               \
     void adam_step(const AdamTensor<P>* tensors, std::size_t count);       \
     void sgd_step(const SgdTensor<P>* tensors, std::size_t count);         \
     void adagrad_step(const AdagradTensor<P>* tensors, std::size_t count); \
+    void rmsprop_step(const RmspropTensor<P>* tensors, std::size_t count); \
+    void adamax_step(const AdamaxTensor<P>* tensors, std::size_t count);   \
+    void nadam_step(const NadamTensor<P>* tensors, std::size_t count);     \
+    void radam_step(const RadamTensor<P>* tensors, std::size_t count);     \
     void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count);
 FASTADAM_STEP_DECLARATIONS(float)
 FASTADAM_STEP_DECLARATIONS(double)
 FASTADAM_STEP_DECLARATIONS(Half)
 FASTADAM_STEP_DECLARATIONS(BFloat16)
 #undef FASTADAM_STEP_DECLARATIONS
+// The 8-bit state step and its probe (the same bytes moved: p += g, every code += 1, every scale
+// += 1, no decoding), for float32, float16 and bfloat16 parameters.
+#define FASTADAM_STEP8_DECLARATIONS(P)                                         \
+    void adam8bit_step(const Adam8bitTensor<P>* tensors, std::size_t count); \
+    void bandwidth_probe(const Adam8bitTensor<P>* tensors, std::size_t count);
+FASTADAM_STEP8_DECLARATIONS(float)
+FASTADAM_STEP8_DECLARATIONS(Half)
+FASTADAM_STEP8_DECLARATIONS(BFloat16)
+#undef FASTADAM_STEP8_DECLARATIONS
 // (bandwidth_probe: Adam's memory traffic without its math (p += g, m += g, v += g; with a
 // master copy, master += g and p = its rounding), split exactly like adam_step: the machine's
 // bandwidth for this access pattern, which benchmarks report the step against.)

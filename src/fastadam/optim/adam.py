@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from .. import _core
 from ..scaling import StepReport
 from .base import Grads, Optimizer, Params
-from .validation import REFUSED, real
+from .validation import REFUSED, adam_family
 
 __all__ = ["Adam", "AdamW"]
 
@@ -127,37 +127,12 @@ class Adam(Optimizer):
     @staticmethod
     def _validate(group: Mapping[str, Any]) -> dict[str, Any]:
         """Validated as torch.optim.Adam does."""
-        lr = real(group["lr"], "lr")
-        eps = real(group["eps"], "eps")
-        weight_decay = real(group["weight_decay"], "weight_decay")
-        betas = group["betas"]
-        try:
-            if isinstance(betas, (str, bytes)):
-                raise TypeError
-            first, second = betas
-        except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
-        beta1, beta2 = real(first, "betas[0]"), real(second, "betas[1]")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         eps_mode = group.get("eps_mode", "torch")  # a torch group has none
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
         return {
-            "lr": lr,
-            "betas": (beta1, beta2),
-            "eps": eps,
-            "weight_decay": weight_decay,
+            **adam_family(group),
             "amsgrad": bool(group["amsgrad"]),
-            "maximize": bool(group["maximize"]),
             "bias_correction": bool(group["bias_correction"]),
             "decoupled_weight_decay": bool(group["decoupled_weight_decay"]),
             "eps_mode": eps_mode,

@@ -113,6 +113,44 @@ def real(value: Any, what: str) -> float:
 MAX_STEP = 2**63 - 2
 
 
+def betas_pair(betas: Any) -> tuple[float, float]:
+    """A group's ``betas``: a pair of numbers, each in [0, 1) (torch's messages)."""
+    try:
+        if isinstance(betas, (str, bytes)):
+            raise TypeError
+        first, second = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+    beta1, beta2 = real(first, "betas[0]"), real(second, "betas[1]")
+    if not 0.0 <= beta1 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
+    if not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
+    return beta1, beta2
+
+
+def adam_family(group: Any) -> dict[str, Any]:
+    """What Adam and its family (Adamax, NAdam, RAdam) share, checked as torch checks it: lr,
+    betas, eps, weight_decay and maximize, as plain values."""
+    lr = real(group["lr"], "lr")
+    eps = real(group["eps"], "eps")
+    weight_decay = real(group["weight_decay"], "weight_decay")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    betas = betas_pair(group["betas"])
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    return {
+        "lr": lr,
+        "betas": betas,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "maximize": bool(group["maximize"]),
+    }
+
+
 def as_step(value: Any, name: str) -> int:
     """A loaded step count, exactly: an int, a whole float, a 0-d array (a torch tensor's
     ``.numpy()``); from 0 to ``MAX_STEP``."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 
 from .. import optim as _optim
+from ..optim.nadam import with_mu_product
 from .base import Optimizer
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "generated"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "NAdam", "generated"]
 
 _SWAP = (
     "Its constructor is ``torch.optim.{name}``'s (same arguments, defaults and parameter-group "
@@ -50,6 +51,22 @@ class Adagrad(Optimizer, numpy_class=_optim.Adagrad, torch_class=torch.optim.Ada
         "``torch.optim.Adagrad`` for CPU tensors, stepped by fastadam's native kernel; state is "
         "created with the parameters, as torch does.\n\n" + _SWAP.format(name="Adagrad")
     )
+
+
+class NAdam(Optimizer, numpy_class=_optim.NAdam, torch_class=torch.optim.NAdam):
+    __doc__ = (
+        "``torch.optim.NAdam`` for CPU tensors, stepped by fastadam's native kernel.\n\n"
+        + _SWAP.format(name="NAdam")
+        + " ``mu_product`` is computed from the step count and the group's ``betas[0]`` and "
+        "``momentum_decay`` in float32, as torch keeps it (``fastadam.NAdam``): "
+        "``state_dict()`` holds it for torch, a loaded one is not read."
+    )
+
+    def state_dict(self) -> dict:
+        """torch's ``state_dict``, with each parameter's ``mu_product`` (a 0-d float32 tensor)."""
+        out = super().state_dict()
+        with_mu_product(out, lambda x: torch.tensor(x, dtype=torch.float32))
+        return out
 
 
 def generated(numpy_class: type[_optim.Optimizer]) -> type[Optimizer]:
