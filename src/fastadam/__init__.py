@@ -25,8 +25,8 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from . import dtypes, lowbit, reference
 from ._core import (
     adagrad_step,
-    adam8bit_step,
     adagrad_step_multi,
+    adam8bit_step,
     adam_step,
     adam_step_multi,
     available_isas,
