@@ -1,10 +1,10 @@
 """fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad, RMSprop,
-Adamax, NAdam, RAdam) for NumPy arrays.
+Adamax, NAdam, RAdam, SWATS) for NumPy arrays.
 
 The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and
-``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``) for torch-like
-optimizer classes, ``fastadam.adam_step`` for one parameter set, ``fastadam.adam_step_multi``
-for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), ``fastadam.adam8bit_step``
+``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``, ``SWATS``) for
+torch-like optimizer classes, ``fastadam.adam_step`` for one parameter set,
+``fastadam.adam_step_multi`` for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), ``fastadam.adam8bit_step``
 for Adam with 8-bit state (``fastadam.lowbit``), and ``fastadam.reference`` for the same
 mathematics in plain NumPy.
 """
@@ -25,8 +25,8 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from . import dtypes, lowbit, reference
 from ._core import (
     adagrad_step,
-    adam8bit_step,
     adagrad_step_multi,
+    adam8bit_step,
     adam_step,
     adam_step_multi,
     available_isas,
@@ -38,11 +38,12 @@ from ._core import (
     sgd_step_multi,
 )
 from .config import show_config
-from .optim import SGD, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
+from .optim import SGD, SWATS, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 from .scaling import DynamicLossScaler, StepReport
 
 __all__ = [
     "SGD",
+    "SWATS",
     "Adagrad",
     "Adam",
     "AdamW",
