@@ -95,20 +95,51 @@ def test_threads_split_on_blocks_bitwise(rng, threads, n):
             assert same_bits(s[key], results[0][1][key])
 
 
-def test_step_sets_is_one_call_over_many_sets(rng):
-    sizes = [300, 1, 5000, 256]
-    sets = [fresh(rng, n, steps=1) for n in sizes]
-    gs = [grads(rng, n) for n in sizes]
+def test_step_sets_runs_float_and_8bit_sets_in_one_call(rng):
+    # Sets with 8-bit state and with float state (float32 and float64 parameters) in one call,
+    # clipped by one global norm: the same bits as each set stepped alone with that multiplier.
+    sizes = [300, 1, 5000, 256, 77, 40]
+    kinds = ["8bit", "8bit", "8bit", "float", "float", "float64"]
     hyper = (1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False, True)
+    params, gs, states = [], [], []
+    for n, kind in zip(sizes, kinds):
+        if kind == "8bit":
+            p, state = fresh(rng, n, steps=1)
+        else:
+            dtype = np.float64 if kind == "float64" else np.float32
+            p = rng.standard_normal(n).astype(dtype)
+            state = {"exp_avg": np.zeros(n, dtype), "exp_avg_sq": np.zeros(n, dtype)}
+        params.append(p)
+        gs.append(grads(rng, n, p.dtype))
+        states.append(state)
+    norm = np.sqrt(sum(float(np.dot(g.astype(np.float64), g)) for g in gs))
+    multiplier = min(1.0, 0.5 / (norm + 1e-6))
     expected = []
-    for (p, state), g in zip(sets, gs):
+    for p, g, state in zip(params, gs, states):
         q, s = p.copy(), copy_state(state)
-        core.adam8bit_step(q, g, **s, step=2)
+        scaled = (g * g.dtype.type(multiplier)).astype(g.dtype)
+        if "exp_avg" in s:
+            fastadam.adam_step(q, scaled, s["exp_avg"], s["exp_avg_sq"], step=2)
+        else:
+            core.adam8bit_step(q, scaled, **s, step=2)
         expected.append((q, s))
-    names = ["exp_avg_codes", "exp_avg_scales", "exp_avg_sq_codes", "exp_avg_sq_scales"]
-    lists = [[s[k] for _, s in sets] for k in names]
-    core.adam8bit_step_sets([p for p, _ in sets], gs, *lists, [None] * 4, [None] * 4, 2, hyper)
-    for (p, state), (q, s) in zip(sets, expected):
+    names = [
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "exp_avg_codes",
+        "exp_avg_scales",
+        "exp_avg_sq_codes",
+        "exp_avg_sq_scales",
+        "max_exp_avg_sq_codes",
+        "max_exp_avg_sq_scales",
+    ]
+    lists = [[s.get(k) for s in states] for k in names]
+    report = core.adam8bit_step_sets(
+        params, gs, *lists, 2, hyper, None, (1.0, 0.5, False, False, 0)
+    )
+    assert report.grad_norm == pytest.approx(norm)
+    for p, state, (q, s) in zip(params, states, expected):
         assert same_bits(p, q)
         for key in state:
             assert same_bits(state[key], s[key])

@@ -94,6 +94,32 @@ void check_stochastic_rounding(const CheckedSets& sets, std::size_t master_role,
     }
 }
 
+std::int64_t total_size(const CheckedSets& sets) {
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < sets.count(); ++i) total += sets.size(i);
+    return total;
+}
+
+GradLook look_at_grads(const CheckedSets& sets, const StepOptions& options) {
+    GradLook out;
+    out.multiplier = 1.0 / options.policy.grad_scale;
+    if (!needs_grad_stats(options.policy)) return out;
+    out.looked = true;
+    if (total_size(sets) >= kParallelThreshold) start_threads();
+    SmallVector<GradSpan, 8> spans;
+    for (std::size_t i = 0; i < sets.count(); ++i) {
+        static constexpr ElementType types[] = {ElementType::float32, ElementType::float64,
+                                                ElementType::float16, ElementType::bfloat16};
+        spans.push_back({sets.data<const void>(i, 1), types[static_cast<int>(sets.dtypes[i])],
+                         sets.size(i)});
+    }
+    GradStats stats;
+    without_gil([&] { stats = grad_stats(spans.data(), spans.size()); });
+    out.decision = decide(options.policy, stats);
+    out.multiplier = out.decision.grad_multiplier;
+    return out;
+}
+
 py::object step_report(bool skipped, const GradDecision* decision) {
     // The class and the plain report are looked up once and kept for the life of the process.
     static PyObject* cls =

@@ -122,6 +122,19 @@ void set_param_options(Tensor& t, const CheckedSets& sets, std::size_t i, std::s
     }
 }
 
+// The look at every gradient (role 1) of every set that the options may ask for, before
+// anything is written: whether it was taken, its decision (skip, norm) and the gradient
+// multiplier for the kernel tensors.
+struct GradLook {
+    bool looked = false;
+    GradDecision decision;
+    double multiplier = 1.0;
+};
+GradLook look_at_grads(const CheckedSets& sets, const StepOptions& options);
+
+// Elements of all sets.
+std::int64_t total_size(const CheckedSets& sets);
+
 // Runs checked sets of any dtypes as one step: first, when the options ask for it, one pass over
 // every gradient (role 1) of every set (nothing is written if the step is skipped); then
 // make(P{}, i) builds set i's kernel tensor of parameter type P, its gradient multiplier is
@@ -132,26 +145,10 @@ template <class Make, class Run>
 py::object launch_step(const CheckedSets& sets, const StepOptions& options, const Make& make,
                        const Run& run) {
     const std::size_t n = sets.count();
-    double multiplier = 1.0 / options.policy.grad_scale;
-    GradDecision decision;
-    const bool look = needs_grad_stats(options.policy);
-    std::int64_t total = 0;
-    for (std::size_t i = 0; i < n; ++i) total += sets.size(i);
-    if (look) {
-        if (total >= kParallelThreshold) start_threads();
-        SmallVector<GradSpan, 8> spans;
-        for (std::size_t i = 0; i < n; ++i) {
-            static constexpr ElementType types[] = {ElementType::float32, ElementType::float64,
-                                                    ElementType::float16, ElementType::bfloat16};
-            spans.push_back({sets.data<const void>(i, 1),
-                             types[static_cast<int>(sets.dtypes[i])], sets.size(i)});
-        }
-        GradStats stats;
-        without_gil([&] { stats = grad_stats(spans.data(), spans.size()); });
-        decision = decide(options.policy, stats);
-        if (decision.skip) return step_report(true, &decision);
-        multiplier = decision.grad_multiplier;
-    }
+    const GradLook grads = look_at_grads(sets, options);
+    if (grads.decision.skip) return step_report(true, &grads.decision);
+    const double multiplier = grads.multiplier;
+    const std::int64_t total = total_size(sets);
     SmallVector<decltype(make(0.0f, std::size_t{0})), 4> f32;
     SmallVector<decltype(make(0.0, std::size_t{0})), 4> f64;
     SmallVector<decltype(make(Half{}, std::size_t{0})), 4> f16;
@@ -179,7 +176,7 @@ py::object launch_step(const CheckedSets& sets, const StepOptions& options, cons
         if (!f16.empty()) run(f16.data(), f16.size());
         if (!bf16.empty()) run(bf16.data(), bf16.size());
     });
-    return step_report(false, look ? &decision : nullptr);
+    return step_report(false, grads.looked ? &grads.decision : nullptr);
 }
 
 // A tuple entry as a double or a bool, TypeError naming hypers[index][k] otherwise.

@@ -12,25 +12,28 @@ namespace fastadam::python {
 
 namespace {
 
-// The float arrays of a set go through check_sets; the codes and scales are checked here.
+// A set has float state (exp_avg, exp_avg_sq, max_exp_avg_sq: float32, or the parameter's
+// dtype for float64) or coded 8-bit state, never both. The float arrays go through check_sets;
+// the codes and scales are checked here.
 constexpr Role kFloatRoles[] = {{"param", "params", true},
                                 {"grad", "grads", false},
-                                {"master", "masters", true, true, true, true}};
-constexpr std::size_t kFloatRoleCount = 3, kMasterRole = 2;
+                                {"master", "masters", true, true, true, true},
+                                {"exp_avg", "exp_avgs", true, true, true},
+                                {"exp_avg_sq", "exp_avg_sqs", true, true, true},
+                                {"max_exp_avg_sq", "max_exp_avg_sqs", true, true, true}};
+constexpr std::size_t kFloatRoleCount = 6, kMasterRole = 2, kExpAvgRole = 3;
 
 // The coded state arrays of a set, in this order; the max_exp_avg_sq pair only with amsgrad.
-constexpr const char* kCodedNames[6][2] = {
-    {"exp_avg_codes", "exp_avg_codes"},         {"exp_avg_scales", "exp_avg_scales"},
-    {"exp_avg_sq_codes", "exp_avg_sq_codes"},   {"exp_avg_sq_scales", "exp_avg_sq_scales"},
-    {"max_exp_avg_sq_codes", "max_exp_avg_sq_codes"},
-    {"max_exp_avg_sq_scales", "max_exp_avg_sq_scales"}};
+constexpr const char* kCodedNames[6] = {"exp_avg_codes",        "exp_avg_scales",
+                                        "exp_avg_sq_codes",     "exp_avg_sq_scales",
+                                        "max_exp_avg_sq_codes", "max_exp_avg_sq_scales"};
 constexpr std::size_t kCoded = 6;
 
 enum class Kernel { adam, bandwidth_probe };
 
 struct Launch {
     const SetObjects& floats;  // kFloatRoleCount per set
-    const SetObjects& coded;   // kCoded per set (null for a left-out max pair)
+    const SetObjects& coded;   // kCoded per set (null where left out)
     bool multi;
     const AdamHyper* hypers;
     bool per_set_hyper;
@@ -39,6 +42,60 @@ struct Launch {
     Kernel kernel = Kernel::adam;
 };
 
+std::string name_of(const char* single, const char* plural, std::size_t i, bool multi) {
+    return ArgName{single, plural, i, multi}.str();
+}
+
+// Checks set i's coded arrays (appending them to `all`); returns whether it has coded state.
+bool check_coded(const Launch& c, const CheckedSets& sets, std::size_t i,
+                 SmallVector<CheckedArray, 40>& all) {
+    PyObject* const* objs = c.coded.data() + i * kCoded;
+    const bool coded = objs[0] != nullptr;
+    const bool has_float = sets.data<void>(i, kExpAvgRole) != nullptr;
+    const bool amsgrad = c.hypers[c.per_set_hyper ? i : 0].amsgrad;
+    if (coded == has_float)
+        throw py::type_error(name_of("exp_avg_codes", "exp_avg_codes", i, c.multi) + " and " +
+                             name_of("exp_avg", "exp_avgs", i, c.multi) +
+                             (coded ? " are both given" : " are both None") +
+                             ": a set has either 8-bit or float state");
+    for (std::size_t k = 0; k < kCoded; ++k) {
+        const bool wanted = coded && (k < 4 || amsgrad);
+        const std::string name = name_of(kCodedNames[k], kCodedNames[k], i, c.multi);
+        if (wanted && objs[k] == nullptr)
+            throw py::value_error(name + " is required" + (k < 4 ? "" : " when amsgrad=True"));
+        if (!wanted && objs[k] != nullptr)
+            throw py::value_error(name + (coded ? " is only used with amsgrad=True"
+                                                : " must be None for a set with float state"));
+        if (objs[k] == nullptr) {
+            all.push_back(CheckedArray{});
+            continue;
+        }
+        const bool codes = k % 2 == 0;
+        const std::int64_t size = sets.size(i);
+        all.push_back(check_flat_array(
+            objs[k], ArgName{kCodedNames[k], kCodedNames[k], i, c.multi}, true,
+            codes ? FlatKind::codes : FlatKind::scales,
+            codes ? size : (size + lowbit::kBlock - 1) / lowbit::kBlock,
+            codes ? "the parameter's size" : "one per block of 256 elements"));
+    }
+    if (coded && sets.dtypes[i] == Dtype::float64)
+        throw py::type_error(name_of("param", "params", i, c.multi) +
+                             " is float64: 8-bit state is for float32, float16 and bfloat16 "
+                             "parameters");
+    if (!coded) {
+        if (sets.data<void>(i, kExpAvgRole + 1) == nullptr)
+            throw py::type_error(name_of("exp_avg_sq", "exp_avg_sqs", i, c.multi) +
+                                 " must be an array (the set has a float exp_avg)");
+        if (amsgrad != (sets.data<void>(i, kExpAvgRole + 2) != nullptr))
+            throw py::value_error(name_of("max_exp_avg_sq", "max_exp_avg_sqs", i, c.multi) +
+                                  (amsgrad ? " is required when amsgrad=True"
+                                           : " is only used with amsgrad=True"));
+    }
+    return coded;
+}
+
+// Validates every set, looks at the gradients when asked, then runs the float-state sets and
+// the 8-bit ones together: one pre-pass, one release of the GIL, nothing written unless all run.
 py::object launch(const Launch& c) {
     const CheckedSets sets =
         check_sets(c.floats, kFloatRoles, kFloatRoleCount, c.multi, /*mixed_dtypes=*/true);
@@ -47,62 +104,95 @@ py::object launch(const Launch& c) {
     const std::size_t n = sets.count();
     SmallVector<CheckedArray, 40> all;
     for (const CheckedArray& a : sets.arrays) all.push_back(a);
-    for (std::size_t i = 0; i < n; ++i) {
-        if (sets.dtypes[i] == Dtype::float64)
-            throw py::type_error(ArgName{"param", "params", i, c.multi}.str() +
-                                 " is float64: 8-bit state is for float32, float16 and bfloat16 "
-                                 "parameters");
-        const std::int64_t size = sets.size(i);
-        const std::int64_t blocks = (size + lowbit::kBlock - 1) / lowbit::kBlock;
-        for (std::size_t k = 0; k < kCoded; ++k) {
-            PyObject* obj = c.coded[i * kCoded + k];
-            if (obj == nullptr) {
-                all.push_back(CheckedArray{});
-                continue;
-            }
-            const bool codes = k % 2 == 0;
-            all.push_back(check_flat_array(
-                obj, ArgName{kCodedNames[k][0], kCodedNames[k][1], i, c.multi}, true,
-                codes ? FlatKind::codes : FlatKind::scales, codes ? size : blocks,
-                codes ? "the parameter's size" : "one per block of 256 elements"));
-        }
-    }
+    SmallVector<bool, 8> coded;
+    for (std::size_t i = 0; i < n; ++i) coded.push_back(check_coded(c, sets, i, all));
     const std::size_t floats = sets.arrays.size();
     check_no_overlap(all.data(), all.size(), [&](std::size_t k) {
         if (k < floats) {
             const Role& role = kFloatRoles[k % kFloatRoleCount];
-            return ArgName{role.single, role.plural, k / kFloatRoleCount, c.multi}.str();
+            return name_of(role.single, role.plural, k / kFloatRoleCount, c.multi);
         }
         const std::size_t j = k - floats;
-        return ArgName{kCodedNames[j % kCoded][0], kCodedNames[j % kCoded][1], j / kCoded, c.multi}
-            .str();
+        return name_of(kCodedNames[j % kCoded], kCodedNames[j % kCoded], j / kCoded, c.multi);
     });
-    const auto make = [&](auto zero, std::size_t i) {
-        // float64 sets were refused above; their list type only has to compile.
-        using P = std::conditional_t<std::is_same_v<decltype(zero), double>, float, decltype(zero)>;
-        Adam8bitTensor<P> t;
+    const GradLook grads = look_at_grads(sets, c.options);
+    if (grads.decision.skip) return step_report(true, &grads.decision);
+
+    auto base = [&](auto& t, std::size_t i) {
+        using P = typename std::remove_reference_t<decltype(t)>::value_type;
         t.param = sets.data<P>(i, 0);
         t.grad = sets.data<P>(i, 1);
-        auto codes = [&](std::size_t k) { return static_cast<std::uint8_t*>(all[floats + i * kCoded + k].data); };
-        auto scales = [&](std::size_t k) { return static_cast<float*>(all[floats + i * kCoded + k].data); };
-        t.exp_avg_codes = codes(0);
-        t.exp_avg_scales = scales(1);
-        t.exp_avg_sq_codes = codes(2);
-        t.exp_avg_sq_scales = scales(3);
-        t.max_exp_avg_sq_codes = codes(4);
-        t.max_exp_avg_sq_scales = scales(5);
         t.size = sets.size(i);
-        const std::int64_t step = c.steps[i];
-        t.scalars = make_scalars(c.hypers[c.per_set_hyper ? i : 0], step);
-        t.state_key = lowbit::state_key(c.options.seed, step);
-        set_param_options(t, sets, i, kMasterRole, c.options, step);
+        t.scalars = make_scalars(c.hypers[c.per_set_hyper ? i : 0], c.steps[i]);
+        t.grad_multiplier = grads.multiplier;
+        set_param_options(t, sets, i, kMasterRole, c.options, c.steps[i]);
+    };
+    auto coded_tensor = [&](auto zero, std::size_t i) {
+        Adam8bitTensor<decltype(zero)> t;
+        base(t, i);
+        auto at = [&](std::size_t k) { return all[floats + i * kCoded + k].data; };
+        t.exp_avg_codes = static_cast<std::uint8_t*>(at(0));
+        t.exp_avg_scales = static_cast<float*>(at(1));
+        t.exp_avg_sq_codes = static_cast<std::uint8_t*>(at(2));
+        t.exp_avg_sq_scales = static_cast<float*>(at(3));
+        t.max_exp_avg_sq_codes = static_cast<std::uint8_t*>(at(4));
+        t.max_exp_avg_sq_scales = static_cast<float*>(at(5));
+        t.state_key = lowbit::state_key(c.options.seed, c.steps[i]);
         return t;
     };
-    if (c.kernel == Kernel::adam)
-        return launch_step(sets, c.options, make,
-                           [](const auto* t, std::size_t k) { adam8bit_step(t, k); });
-    return launch_step(sets, c.options, make,
-                       [](const auto* t, std::size_t k) { bandwidth_probe(t, k); });
+    auto float_tensor = [&](auto zero, std::size_t i) {
+        using P = decltype(zero);
+        using S = state_of_t<P>;
+        AdamTensor<P> t;
+        base(t, i);
+        t.exp_avg = sets.data<S>(i, kExpAvgRole);
+        t.exp_avg_sq = sets.data<S>(i, kExpAvgRole + 1);
+        t.max_exp_avg_sq = sets.data<S>(i, kExpAvgRole + 2);
+        return t;
+    };
+    SmallVector<Adam8bitTensor<float>, 4> c32;
+    SmallVector<Adam8bitTensor<Half>, 4> c16;
+    SmallVector<Adam8bitTensor<BFloat16>, 4> cb16;
+    SmallVector<AdamTensor<float>, 4> f32;
+    SmallVector<AdamTensor<double>, 4> f64;
+    SmallVector<AdamTensor<Half>, 4> f16;
+    SmallVector<AdamTensor<BFloat16>, 4> fb16;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Dtype d = sets.dtypes[i];
+        if (coded[i]) {
+            if (d == Dtype::float32) c32.push_back(coded_tensor(0.0f, i));
+            if (d == Dtype::float16) c16.push_back(coded_tensor(Half{}, i));
+            if (d == Dtype::bfloat16) cb16.push_back(coded_tensor(BFloat16{}, i));
+        } else {
+            if (d == Dtype::float32) f32.push_back(float_tensor(0.0f, i));
+            if (d == Dtype::float64) f64.push_back(float_tensor(0.0, i));
+            if (d == Dtype::float16) f16.push_back(float_tensor(Half{}, i));
+            if (d == Dtype::bfloat16) fb16.push_back(float_tensor(BFloat16{}, i));
+        }
+    }
+    // The pool is the one thing a kernel can fail to get: start it before the first write.
+    const int kinds = !c32.empty() + !c16.empty() + !cb16.empty() + !f32.empty() + !f64.empty() +
+                      !f16.empty() + !fb16.empty();
+    if (kinds > 1 && total_size(sets) >= kParallelThreshold) start_threads();
+    const bool probe = c.kernel == Kernel::bandwidth_probe;
+    auto run = [&](const auto& list, auto update) {
+        if (list.empty()) return;
+        if (probe) bandwidth_probe(list.data(), list.size());
+        else update(list.data(), list.size());
+    };
+    auto step8 = [](const auto* t, std::size_t k) { adam8bit_step(t, k); };
+    auto step32 = [](const auto* t, std::size_t k) { adam_step(t, k); };
+    // The kernels touch only raw buffers, which the caller keeps alive until they return.
+    without_gil([&] {
+        run(c32, step8);
+        run(c16, step8);
+        run(cb16, step8);
+        run(f32, step32);
+        run(f64, step32);
+        run(f16, step32);
+        run(fb16, step32);
+    });
+    return step_report(false, grads.looked ? &grads.decision : nullptr);
 }
 
 PyObject* none_to_null(PyObject* obj) { return obj == Py_None ? nullptr : obj; }
@@ -167,6 +257,7 @@ py::object adam8bit_step_one(const Args& a) {
     floats.push_back(a[kParam]);
     floats.push_back(a[kGrad]);
     floats.push_back(a.given(kMaster) ? none_to_null(a[kMaster]) : nullptr);
+    for (int k = 0; k < 3; ++k) floats.push_back(nullptr);
     for (int k : {kExpAvgCodes, kExpAvgScales, kExpAvgSqCodes, kExpAvgSqScales}) coded.push_back(a[k]);
     coded.push_back(max_codes);
     coded.push_back(max_scales);
@@ -174,63 +265,48 @@ py::object adam8bit_step_one(const Args& a) {
 }
 
 
-// The lists of a multi-set call: params, grads, then the coded arrays in kCodedNames order
-// (the max pair optional per set, None without amsgrad).
-struct SetLists {
-    Items params, grads, coded[kCoded];
-};
-
-SetLists read_lists(const Args& a, std::size_t coded_count, Held& held) {
-    SetLists l;
-    l.params = list_arg(a[0], "params", held);
-    const std::size_t n = l.params.size();
-    l.grads = list_arg(a[1], "grads", n, held);
-    for (std::size_t k = 0; k < coded_count; ++k)
-        l.coded[k] = list_arg(a[2 + static_cast<int>(k)], kCodedNames[k][1], n, held);
-    return l;
-}
-
+// adam8bit_step_sets: params, grads, the float state lists (exp_avgs, exp_avg_sqs,
+// max_exp_avg_sqs), the coded lists (kCodedNames order), steps, hypers, masters, options.
 py::object adam8bit_step_sets(const Args& a) {
     Held held;
-    const SetLists l = read_lists(a, kCoded, held);
-    const std::size_t n = l.params.size();
-    const auto steps = int_per_set(a[8], "steps", n, held);
-    const auto hypers = hypers_per_set<AdamHyper>(a[9], n, held, adam_hyper_from_tuple);
-    PyObject* masters = a.given(10) ? none_to_null(a[10]) : nullptr;
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    static constexpr const char* float_names[3] = {"exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"};
+    Items float_lists[3], coded_lists[kCoded];
+    for (int k = 0; k < 3; ++k) float_lists[k] = list_arg(a[2 + k], float_names[k], n, held);
+    for (std::size_t k = 0; k < kCoded; ++k)
+        coded_lists[k] = list_arg(a[5 + static_cast<int>(k)], kCodedNames[k], n, held);
+    const auto steps = int_per_set(a[11], "steps", n, held);
+    const auto hypers = hypers_per_set<AdamHyper>(a[12], n, held, adam_hyper_from_tuple);
+    PyObject* masters = a.given(13) ? none_to_null(a[13]) : nullptr;
     const Items master_list = masters ? list_arg(masters, "masters", n, held) : Items();
-    const StepOptions options = step_options(a[11]);
+    const StepOptions options = step_options(a[14]);
     SetObjects floats, coded;
     for (std::size_t i = 0; i < n; ++i) {
         check_step(steps[i], ArgName{"step", "steps", i, true});
-        floats.push_back(l.params[i]);
-        floats.push_back(l.grads[i]);
+        floats.push_back(params[i]);
+        floats.push_back(grads[i]);
         floats.push_back(masters ? none_to_null(master_list[i]) : nullptr);
-        for (std::size_t k = 0; k < kCoded; ++k) {
-            PyObject* obj = none_to_null(l.coded[k][i]);
-            if (k >= 4 && hypers[i].amsgrad != (obj != nullptr))
-                throw py::value_error(std::string(kCodedNames[k][1]) + "[" + std::to_string(i) +
-                                      "] must be " +
-                                      (hypers[i].amsgrad ? "an array (amsgrad=True)"
-                                                         : "None (amsgrad=False)"));
-            if (k < 4 && obj == nullptr)
-                throw py::type_error(std::string(kCodedNames[k][1]) + "[" + std::to_string(i) +
-                                     "] must be a numpy.ndarray, got None");
-            coded.push_back(obj);
-        }
+        for (const Items& list : float_lists) floats.push_back(none_to_null(list[i]));
+        for (const Items& list : coded_lists) coded.push_back(none_to_null(list[i]));
     }
     return launch({floats, coded, true, hypers.data(), true, steps.data(), options});
 }
 
 py::object adam8bit_bandwidth_probe(const Args& a) {
     Held held;
-    const SetLists l = read_lists(a, 4, held);
-    const std::size_t n = l.params.size();
+    const Items params = list_arg(a[0], "params", held);
+    const std::size_t n = params.size();
+    const Items grads = list_arg(a[1], "grads", n, held);
+    Items coded_lists[4];
+    for (int k = 0; k < 4; ++k) coded_lists[k] = list_arg(a[2 + k], kCodedNames[k], n, held);
     SetObjects floats, coded;
     for (std::size_t i = 0; i < n; ++i) {
-        floats.push_back(l.params[i]);
-        floats.push_back(l.grads[i]);
-        floats.push_back(nullptr);
-        for (std::size_t k = 0; k < 4; ++k) coded.push_back(l.coded[k][i]);
+        floats.push_back(params[i]);
+        floats.push_back(grads[i]);
+        for (int k = 0; k < 4; ++k) floats.push_back(nullptr);
+        for (const Items& list : coded_lists) coded.push_back(list[i]);
         coded.push_back(nullptr);
         coded.push_back(nullptr);
     }
@@ -272,12 +348,14 @@ TypeError, ValueError
 )doc");
     def_entry<adam8bit_step_sets>(
         m, "adam8bit_step_sets",
-        "params, grads, exp_avg_codes, exp_avg_scales, exp_avg_sq_codes, exp_avg_sq_scales, "
-        "max_exp_avg_sq_codes, max_exp_avg_sq_scales, steps, hypers, masters=None, "
-        "options=None, /",
-        "The optimizer classes' entry for 8-bit state: all sets in one call, laid out as "
-        "adam_step_sets (hypers, steps, masters, options) with the coded arrays in place of "
-        "the float state (the max pair None for sets without amsgrad). Returns a StepReport.");
+        "params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, exp_avg_codes, exp_avg_scales, "
+        "exp_avg_sq_codes, exp_avg_sq_scales, max_exp_avg_sq_codes, max_exp_avg_sq_scales, "
+        "steps, hypers, masters=None, options=None, /",
+        "The optimizer classes' entry when some state is 8-bit: every set in one call, each with "
+        "float state (exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i]; its codes None) or 8-bit "
+        "state (the coded arrays; its float state None), the max pair only with amsgrad. "
+        "steps, hypers, masters and options as adam_step_sets. One gradient pre-pass over all "
+        "sets. Returns a StepReport.");
     def_entry<adam8bit_bandwidth_probe>(
         m, "adam8bit_bandwidth_probe",
         "params, grads, exp_avg_codes, exp_avg_scales, exp_avg_sq_codes, exp_avg_sq_scales",

@@ -19,8 +19,19 @@ def config_lines() -> list[str]:
             f" (default {_core.default_num_threads()}; calls under"
             f" {_core.parallel_threshold} elements stay on the calling thread)"
         ),
+        (
+            "  8-bit state:             Adam/AdamW(state_bits=8): codes map version"
+            f" {_lowbit_version()}, blocks of 256; parameters under min_8bit_size (default 4096)"
+            " elements keep float32 state"
+        ),
         f"  CUDA:                    {_cuda_text()}",
     ]
+
+
+def _lowbit_version() -> int:
+    from .lowbit import FORMAT_VERSION
+
+    return FORMAT_VERSION
 
 
 def _cuda_text() -> str:

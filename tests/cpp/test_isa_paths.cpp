@@ -451,6 +451,70 @@ void check_grad_stats() {
 
 }  // namespace
 
+// 8-bit state (lowbit_math.hpp): several steps of adam8bit_step on every ISA against the scalar
+// path, bitwise (parameters, codes, scales), plain and amsgrad, sizes around the block.
+struct Coded8 {
+    std::vector<float> p;
+    std::vector<std::uint8_t> codes[3];
+    std::vector<float> scales[3];
+};
+
+Coded8 run_8bit(int n, bool amsgrad) {
+    Coded8 d;
+    std::mt19937 rng(static_cast<unsigned>(n) * 7 + amsgrad);
+    std::normal_distribution<float> normal(0, 1);
+    std::uniform_int_distribution<int> decade(-6, 1);
+    d.p.resize(n);
+    for (float& x : d.p) x = normal(rng);
+    const int blocks = (n + lowbit::kBlock - 1) / lowbit::kBlock;
+    for (int k = 0; k < 3; ++k) {
+        d.codes[k].assign(n, 0);
+        d.scales[k].assign(blocks, 0.0f);
+    }
+    std::vector<float> g(n);
+    AdamHyper h;
+    h.amsgrad = amsgrad;
+    h.weight_decay = 0.01;
+    for (int step = 1; step <= 4; ++step) {
+        for (float& x : g) x = normal(rng) * std::pow(10.0f, static_cast<float>(decade(rng)));
+        Adam8bitTensor<float> t;
+        t.param = d.p.data();
+        t.grad = g.data();
+        t.size = n;
+        t.exp_avg_codes = d.codes[0].data();
+        t.exp_avg_scales = d.scales[0].data();
+        t.exp_avg_sq_codes = d.codes[1].data();
+        t.exp_avg_sq_scales = d.scales[1].data();
+        if (amsgrad) {
+            t.max_exp_avg_sq_codes = d.codes[2].data();
+            t.max_exp_avg_sq_scales = d.scales[2].data();
+        }
+        t.scalars = make_scalars(h, step);
+        t.state_key = lowbit::state_key(5, step);
+        adam8bit_step(&t, 1);
+    }
+    return d;
+}
+
+void check_8bit() {
+    for (int n : {1, 5, 255, 256, 257, 1000, 70001}) {
+        for (bool amsgrad : {false, true}) {
+            set_isa(Isa::scalar);
+            const Coded8 want = run_8bit(n, amsgrad);
+            for (Isa isa : available_isas()) {
+                set_isa(isa);
+                const Coded8 got = run_8bit(n, amsgrad);
+                bool same = std::memcmp(got.p.data(), want.p.data(), sizeof(float) * n) == 0;
+                for (int k = 0; k < 3; ++k)
+                    same = same && got.codes[k] == want.codes[k] &&
+                           std::memcmp(got.scales[k].data(), want.scales[k].data(),
+                                       sizeof(float) * want.scales[k].size()) == 0;
+                expect(same, "adam 8-bit state", isa_name(isa), n);
+            }
+        }
+    }
+}
+
 int main() {
     check_known_values();
     check_roundtrip<Half>("float16");
@@ -465,6 +529,7 @@ int main() {
     check_grad_stats();
     for (int threads : {1, 3}) {
         set_num_threads(threads);
+        check_8bit();
         check_type<float>("float32");
         check_type<double>("float64");
     }

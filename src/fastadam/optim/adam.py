@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .. import _core
+import numpy as np
+
+from .. import _core, lowbit
 from ..scaling import StepReport
-from .base import Grads, Optimizer, Params
-from .validation import REFUSED, adam_family
+from . import lowbit_state
+from .base import Grads, Optimizer, Params, ParamState
+from .validation import REFUSED, adam_family, loaded_state
 
 __all__ = ["Adam", "AdamW"]
 
 _adam_step_sets = _core.adam_step_sets
+_adam8bit_step_sets = _core.adam8bit_step_sets
+_FLOAT_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 class Adam(Optimizer):
@@ -66,7 +71,14 @@ class Adam(Optimizer):
     stochastic_rounding, seed : bool, int
         Round bfloat16 parameters stochastically (unbiased) with random bits keyed by (seed,
         step, element index): reproducible on every ISA and thread count. Excludes
-        ``master_weights``.
+        ``master_weights``. ``seed`` also keys the rounding of 8-bit state.
+    state_bits : {32, 8}
+        8: block-wise 8-bit ``exp_avg``/``exp_avg_sq`` (and ``max_exp_avg_sq``), about 2 bytes
+        per parameter instead of 8, for every float32/float16/bfloat16 parameter of at least
+        ``min_8bit_size`` elements (``fastadam.optim.lowbit_state`` describes the state keys,
+        ``fastadam.lowbit`` the codes). Default 32 (float state).
+    min_8bit_size : int
+        Parameters smaller than this keep float32 state with ``state_bits=8`` (default 4096).
 
     Raises
     ------
@@ -84,6 +96,7 @@ class Adam(Optimizer):
 
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "master_param")
     _required_arrays = ("exp_avg", "exp_avg_sq")
+    _checkpoint_arrays = (*_state_arrays, *lowbit_state.CODED_ARRAYS, lowbit_state.VERSION_KEY)
 
     def __init__(
         self,
@@ -103,7 +116,20 @@ class Adam(Optimizer):
         max_grad_norm: float | None = None,
         stochastic_rounding: bool = False,
         seed: int = 0,
+        state_bits: int = 32,
+        min_8bit_size: int = 4096,
     ) -> None:
+        if isinstance(state_bits, bool) or state_bits not in (8, 32):
+            raise ValueError(f"state_bits must be 8 or 32, got {state_bits!r}")
+        if isinstance(min_8bit_size, bool) or not isinstance(min_8bit_size, (int, np.integer)):
+            raise TypeError(f"min_8bit_size must be an int, got {min_8bit_size!r}")
+        if min_8bit_size < 0:
+            raise ValueError(f"min_8bit_size must be >= 0, got {min_8bit_size}")
+        self.state_bits = int(state_bits)
+        self.min_8bit_size = int(min_8bit_size)
+        if self.state_bits == 8:
+            # The coded arrays travel with the float ones through the step's lists.
+            self._state_arrays = (*type(self)._state_arrays, *lowbit_state.CODED_ARRAYS)
         super().__init__(
             params,
             {
@@ -161,6 +187,18 @@ class Adam(Optimizer):
         )
 
     def _native(self, params, grads, arrays, steps, fresh, hypers, options=None) -> StepReport:
+        # (fastadam.torch calls this with self None: float state only)
+        if getattr(self, "state_bits", 32) == 8:
+            return _adam8bit_step_sets(
+                params,
+                grads,
+                *(arrays[name] for name in _FLOAT_ARRAYS),
+                *(arrays[name] for name in lowbit_state.CODED_ARRAYS),
+                steps,
+                hypers,
+                arrays["master_param"],
+                options,
+            )
         return _adam_step_sets(
             params,
             grads,
@@ -176,6 +214,8 @@ class Adam(Optimizer):
     def step(self, grads: Grads, grad_scale: float = 1.0) -> StepReport:
         # Optimizer.step with the cached native call written inline rather than in _fast_call:
         # one Python call fewer (~50 ns) on the path that bounds small-tensor training loops.
+        if self.state_bits == 8:
+            return Optimizer.step(self, grads, grad_scale)
         fast = self._fast
         options = self._options if grad_scale == 1.0 else self._options_for(grad_scale)
         if fast is not None:
@@ -216,6 +256,124 @@ class Adam(Optimizer):
 
     step.__doc__ = Optimizer.step.__doc__
 
+    # -- 8-bit state (state_bits=8; lowbit_state.py) -------------------------------------------
+
+    def _fast_call(self, group, lists, grads, t, options) -> StepReport:
+        """The cached step of an optimizer with 8-bit state: ``lists`` follow
+        ``self._state_arrays`` (the float state, the master copies, the coded arrays)."""
+        n = len(group["params"])
+        names = self._state_arrays
+        by_name = {name: lst if lst is not None else [None] * n for name, lst in zip(names, lists)}
+        return _adam8bit_step_sets(
+            group["params"],
+            grads,
+            *(by_name[name] for name in _FLOAT_ARRAYS),
+            *(by_name[name] for name in lowbit_state.CODED_ARRAYS),
+            t,
+            self._hyper_tuple(self._validate(group)),
+            by_name["master_param"],
+            options,
+        )
+
+    def _set_precision_options(self, *args) -> None:
+        super()._set_precision_options(*args)
+        if self.state_bits == 8 and self._options is None and self.seed != 0:
+            # the seed keys the 8-bit state's rounding even when nothing else asks for options
+            self._options = (1.0, None, False, False, self.seed)
+
+    def _wants_8bit(self, p: np.ndarray) -> bool:
+        return lowbit_state.wants_8bit(p, self.state_bits, self.min_8bit_size)
+
+    def _state_of(self, p, needed, created, requests):
+        if not self._wants_8bit(p):
+            return super()._state_of(p, needed, created, requests)
+        # As Optimizer._state_of, with the coded arrays made here (they are not float arrays).
+        entry = self._state.get(id(p))
+        if entry is None or entry[0] is not p:
+            state = ParamState(self, step=0)
+            self._state[id(p)] = (p, state)
+            created.append((id(p), None))
+        else:
+            state = entry[1]
+        if self.master_weights and p.dtype.itemsize == 2 and "master_param" not in state:
+            requests.append((state, "master_param", p, "param"))
+            created.append((id(p), "master_param"))
+        for name in needed:
+            codes, scales = lowbit_state.coded_names(name)
+            if codes not in state:
+                lowbit_state.create(state, p, name)
+                created += [(id(p), codes), (id(p), scales)]
+        return state
+
+    def _lists_of(self, states, needed):
+        if self.state_bits != 8:
+            return super()._lists_of(states, needed)
+        lists = {}
+        for name in needed:
+            for key in (name, *lowbit_state.coded_names(name)):
+                lists[key] = [dict.get(s, key) for s in states]
+        if self.master_weights:
+            lists["master_param"] = [dict.get(s, "master_param") for s in states]
+        return lists
+
+    def state_dict(self, dequantize: bool = False) -> dict[str, Any]:
+        """``Optimizer.state_dict``; a parameter with 8-bit state holds its coded arrays and
+        ``lowbit_version``, or with ``dequantize=True`` float32 ``exp_avg``/``exp_avg_sq``
+        (/``max_exp_avg_sq``) decoded from them: the layout ``torch.optim.Adam`` loads."""
+        sd = super().state_dict()
+        if self.state_bits == 8:
+            params = self._params()
+            sd["state"] = {
+                k: lowbit_state.exported(s, params[k].shape, dequantize)
+                for k, s in sd["state"].items()
+            }
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """``Optimizer.load_state_dict``, taking 8-bit or float state for every parameter: float
+        state is quantized (to nearest) where this optimizer keeps 8-bit state, 8-bit state
+        decoded where it keeps float state. Everything is checked before anything changes."""
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            return super().load_state_dict(state_dict)  # which reports it
+        by_index = {}
+        for group, saved in zip(self.param_groups, state_dict["param_groups"]):
+            saved_params = saved.get("params", []) if isinstance(saved, Mapping) else []
+            by_index.update((int(i), p) for i, p in zip(saved_params, group["params"]))
+        plain, coded = {}, {}
+        for key, saved in state_dict["state"].items():
+            p = by_index.get(int(key))
+            if p is None or not isinstance(saved, Mapping):
+                plain[key] = saved  # the base class names the problem
+                continue
+            where = f"state[{int(key)}]"
+            entry = lowbit_state.dequantized(saved, p, where)
+            if not self._wants_8bit(p):
+                for name in self._required_arrays:
+                    if entry.get(name) is None:
+                        raise ValueError(f"{where} has no {name!r}")
+                plain[key] = entry
+                continue
+            arrays = {}
+            for name in _FLOAT_ARRAYS:
+                value = entry.pop(name, None)
+                if value is not None:
+                    value = loaded_state(value, p, f"{where}[{name!r}]")
+                    codes, scales = lowbit_state.coded_names(name)
+                    arrays[codes], arrays[scales] = lowbit.encode(value, name)
+            for name in self._required_arrays:
+                if lowbit_state.coded_names(name)[0] not in arrays:
+                    raise ValueError(f"{where} has no {name!r}")
+            plain[key] = entry
+            coded[id(p)] = arrays
+        required = self._required_arrays
+        self._required_arrays = ()  # the coded parameters' float arrays are made below
+        try:
+            super().load_state_dict({**state_dict, "state": plain})
+        finally:
+            self._required_arrays = required
+        for key, arrays in coded.items():
+            self._state[key][1].update(arrays)
+
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (``torch.optim.AdamW``): default weight_decay 1e-2.
@@ -242,6 +400,8 @@ class AdamW(Adam):
         max_grad_norm: float | None = None,
         stochastic_rounding: bool = False,
         seed: int = 0,
+        state_bits: int = 32,
+        min_8bit_size: int = 4096,
     ) -> None:
         super().__init__(
             params,
@@ -259,4 +419,6 @@ class AdamW(Adam):
             max_grad_norm=max_grad_norm,
             stochastic_rounding=stochastic_rounding,
             seed=seed,
+            state_bits=state_bits,
+            min_8bit_size=min_8bit_size,
         )

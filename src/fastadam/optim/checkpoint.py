@@ -32,7 +32,17 @@ FORMAT = "fastadam.optim"
 FORMAT_VERSION = 1
 FORMAT_VERSION_EXTRA_STATE = 2
 READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_EXTRA_STATE)
-EXTRA_STATE = ("master_param",)
+# (8-bit state, optim/lowbit_state.py: codes, scales and the code maps' version.)
+EXTRA_STATE = (
+    "master_param",
+    "exp_avg_codes",
+    "exp_avg_scales",
+    "exp_avg_sq_codes",
+    "exp_avg_sq_scales",
+    "max_exp_avg_sq_codes",
+    "max_exp_avg_sq_scales",
+    "lowbit_version",
+)
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -49,6 +59,12 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a parameter group holds a value JSON cannot store: {value!r}")
 
 
+def _names(opt: Optimizer) -> tuple[str, ...]:
+    """The state entries a checkpoint of ``opt``'s class may hold (``_checkpoint_arrays`` where
+    a class keeps state of more than one kind, as Adam's 8-bit state)."""
+    return getattr(type(opt), "_checkpoint_arrays", type(opt)._state_arrays)
+
+
 def _arrays_of(opt: Optimizer) -> dict[str, Any]:
     sd = opt.state_dict()
     arrays: dict[str, Any] = {}
@@ -56,7 +72,7 @@ def _arrays_of(opt: Optimizer) -> dict[str, Any]:
     for index, s in sd["state"].items():
         # The indices with state, and their step counts (null for an optimizer without).
         steps[str(index)] = int(s["step"]) if "step" in s else None
-        for name in opt._state_arrays:
+        for name in _names(opt):
             if name in s:
                 arrays[f"state.{index}.{name}"] = s[name]
     extra = any(key.rsplit(".", 1)[1] in EXTRA_STATE for key in arrays)
@@ -156,7 +172,7 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
         writer = meta.get("class")
         if writer not in CLASSES:
             raise _Damaged(f"written by an unknown optimizer class {writer!r}")
-        if CLASSES[writer]._state_arrays != opt._state_arrays:
+        if CLASSES[writer]._state_arrays != type(opt)._state_arrays:
             raise _Damaged(f"holds the state of {writer}, not of {type(opt).__name__}")
         steps, groups = meta.get("steps"), meta.get("param_groups")
         if not isinstance(steps, dict) or not isinstance(groups, list):
@@ -164,7 +180,7 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
         state = {}
         for index, step in steps.items():
             s: dict[str, Any] = {} if step is None else {"step": step}
-            for name in opt._state_arrays:
+            for name in _names(opt):
                 key = f"state.{index}.{name}"
                 if key in npz.files:
                     try:
