@@ -100,6 +100,16 @@ def test_signature_and_defaults_are_torchs(name):
     assert issubclass(getattr(ft, name), torch.optim.Optimizer)
 
 
+@pytest.mark.parametrize("option", [{"state_bits": 8}, {"state_bits": 32}, {"min_8bit_size": 0}])
+def test_8bit_state_options_are_refused_not_ignored(option):
+    """The NumPy classes' 8-bit state has no torch-layer counterpart yet: asking for it is an
+    error, never float32 state in silence."""
+    assert "state_bits" not in inspect.signature(ft.Adam).parameters
+    p = torch.nn.Parameter(torch.zeros(5000))
+    with pytest.raises(TypeError, match="fastadam.torch"):
+        ft.AdamW([p], **option)
+
+
 @pytest.mark.parametrize("name", PAIRS)
 def test_groups_and_defaults_hold_torchs_keys(name):
     model = small_cnn(0)

@@ -95,8 +95,18 @@ def _hooked(step: Callable) -> Callable:
     return wrapper
 
 
+# Options of the NumPy classes that the torch layer does not have (it keeps float32 state):
+# refused with a message rather than accepted and ignored.
+_NUMPY_ONLY = {
+    "state_bits": "8-bit state (state_bits=8) is in fastadam.Adam/AdamW for NumPy arrays only; "
+    "fastadam.torch keeps float32 state",
+    "min_8bit_size": "min_8bit_size goes with state_bits=8, which fastadam.torch does not have",
+}
+
+
 def _signature(numpy_class: type, torch_class: type) -> inspect.Signature:
-    """torch's constructor signature, then the NumPy class's extra options as keyword-only."""
+    """torch's constructor signature, then the NumPy class's extra options as keyword-only
+    (but those the torch layer does not have)."""
     theirs = inspect.signature(torch_class)
     params = list(theirs.parameters.values())
     tail = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
@@ -104,7 +114,9 @@ def _signature(numpy_class: type, torch_class: type) -> inspect.Signature:
     extra = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for name, p in inspect.signature(numpy_class).parameters.items()
-        if name not in theirs.parameters and p.kind is not inspect.Parameter.VAR_KEYWORD
+        if name not in theirs.parameters
+        and name not in _NUMPY_ONLY
+        and p.kind is not inspect.Parameter.VAR_KEYWORD
     ]
     return theirs.replace(parameters=params + extra + tail, return_annotation=None)
 
@@ -312,6 +324,9 @@ class Optimizer(torch.optim.Optimizer):
         cls._init_signature = cls.__signature__ = _signature(numpy_class, torch_class)
 
     def __init__(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        for name, why in _NUMPY_ONLY.items():
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__}: {why}")
         bound = self._init_signature.bind(params, *args, **kwargs)
         bound.apply_defaults()
         defaults = dict(bound.arguments)
