@@ -1,15 +1,18 @@
-"""A digit classifier trained with fastadam's Adam, Adagrad and SGD side by side.
+"""A digit classifier trained with fastadam's Adam, AMSGrad, SWATS, RMSprop, SGD and Adagrad side
+by side.
 
 The data is scikit-learn's bundled 8x8 digits set (1797 images, shipped inside the package: no
 download). The network is a small NumPy MLP, 64 -> 128 (ReLU) -> 10 (softmax), with its own
 forward and backward pass; each optimizer trains a copy of the same initial weights on the same
 mini-batches. The script prints the final test accuracies and draws the training loss and test
-accuracy per epoch.
+accuracy per epoch, with SWATS's switch from Adam to SGD marked (and its estimated SGD learning
+rate per step in a third plot).
 
     python examples/digits.py                 # 40 epochs, well under a minute on 2 cores
     python examples/digits.py --quick --out /tmp   # 4 epochs
 
-Writes ``digits_loss.png``, ``digits_accuracy.png`` and ``digits.json`` (the printed numbers) to
+Writes ``digits_loss.png``, ``digits_accuracy.png``, ``digits_swats_lr.png`` and ``digits.json``
+(the printed numbers) to
 ``--out``. Exits with status 1 unless Adam reaches 95 % test accuracy (80 % with ``--quick``).
 """
 
@@ -30,10 +33,16 @@ BATCH = 64
 SEED = 0
 # Each optimizer at a learning rate suited to this problem (a few values tried for each; torch's
 # defaults are 1e-3 for Adam and 1e-2 for Adagrad, and SGD's 1e-3 is far too small here).
+# SWATS runs Adam at Adam's learning rate until the projected SGD learning rate settles to within
+# eps_switch (per parameter group; 1e-9 in the paper, which trains for thousands of steps on far
+# less noisy gradients: here 1e-4 never switches in 40 epochs, 1e-3 switches at step 8).
 OPTIMIZERS = {
     "Adam": (fastadam.Adam, {"lr": 3e-3}),
-    "Adagrad": (fastadam.Adagrad, {"lr": 3e-2}),
+    "AMSGrad": (fastadam.Adam, {"lr": 3e-3, "amsgrad": True}),
+    "SWATS": (fastadam.SWATS, {"lr": 3e-3, "eps_switch": 1e-3}),
+    "RMSprop": (fastadam.RMSprop, {"lr": 1e-3}),
     "SGD": (fastadam.SGD, {"lr": 5e-2, "momentum": 0.9, "nesterov": True}),
+    "Adagrad": (fastadam.Adagrad, {"lr": 3e-2}),
 }
 
 
@@ -95,6 +104,7 @@ def train(name: str, start: list[np.ndarray], data, epochs: int) -> dict:
     order_rng = np.random.default_rng(SEED + 1)  # the same batches for every optimizer
     losses = [loss_and_grads(params, x_train, y_train)[0]]
     accuracies = [accuracy(params, x_test, y_test)]
+    sgd_lr = []  # SWATS: the estimated SGD learning rate after each step
     for _ in range(epochs):
         order = order_rng.permutation(len(y_train))
         batch_losses = []
@@ -103,9 +113,20 @@ def train(name: str, start: list[np.ndarray], data, epochs: int) -> dict:
             loss, grads = loss_and_grads(params, x_train[batch], y_train[batch])
             opt.step(grads)  # the parameters are updated in place
             batch_losses.append(loss)
+            if name == "SWATS":
+                sgd_lr.append(opt.param_groups[0]["sgd_lr"])
         losses.append(float(np.mean(batch_losses)))
         accuracies.append(accuracy(params, x_test, y_test))
-    return {"hyper_parameters": kwargs, "train_loss": losses, "test_accuracy": accuracies}
+    out = {"hyper_parameters": kwargs, "train_loss": losses, "test_accuracy": accuracies}
+    if name == "SWATS":
+        group = opt.param_groups[0]
+        out.update(
+            steps_per_epoch=-(-len(y_train) // BATCH),
+            switch_step=group["switch_step"],
+            sgd_lr=group["sgd_lr"],
+            sgd_lr_per_step=sgd_lr,
+        )
+    return out
 
 
 def plot(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
@@ -127,6 +148,7 @@ def plot(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
                 if v is not False
             )
             ax.plot(r[key], label=f"{opt_name} ({hyper})")
+        mark_switch(ax, results.get("SWATS"))
         ax.set(xlabel="epoch", ylabel=label, title=f"8x8 digits, MLP 64-{HIDDEN}-10: {label}")
         if log:
             ax.set_yscale("log")
@@ -139,7 +161,41 @@ def plot(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)
+    swats = results.get("SWATS")
+    if swats is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        estimates = [np.nan if e is None else e for e in swats["sgd_lr_per_step"]]
+        ax.plot(np.arange(1, len(estimates) + 1), estimates, label="lambda_k / (1 - beta2^k)")
+        if swats["switch_step"] is not None:
+            ax.axvline(swats["switch_step"], color="k", linestyle="--", label="switch to SGD")
+        ax.set(
+            xlabel="step",
+            ylabel="estimated SGD learning rate",
+            title="SWATS: the SGD learning rate projected from Adam's steps",
+        )
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out / "digits_swats_lr.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
     return paths
+
+
+def mark_switch(ax, swats: dict | None) -> None:
+    """A dashed line at the epoch where SWATS switched from Adam to SGD."""
+    if swats is None or swats["switch_step"] is None:
+        return
+    epoch = swats["switch_step"] / swats["steps_per_epoch"]
+    ax.axvline(
+        epoch,
+        color="k",
+        linestyle="--",
+        linewidth=1,
+        label=f"SWATS to SGD (step {swats['switch_step']}, lr {swats['sgd_lr']:.3g})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +234,15 @@ def run(out: pathlib.Path, epochs: int, quick: bool) -> int:
             f"{name:8s} final train loss {r['train_loss'][-1]:.4f}  test accuracy "
             f"{r['test_accuracy'][-1]:.4f}  ({time.perf_counter() - t0:.1f} s)"
         )
+        if name == "SWATS":
+            print(
+                "         "
+                + (
+                    f"switched to SGD at step {r['switch_step']} with lr {r['sgd_lr']:.4g}"
+                    if r["switch_step"] is not None
+                    else "did not switch to SGD"
+                )
+            )
     finals = {name: r["test_accuracy"][-1] for name, r in results.items()}
     print("final test accuracy: " + " ".join(f"{k}={v:.4f}" for k, v in finals.items()))
 

@@ -69,11 +69,16 @@ def test_bowl(tmp_path):
 def test_digits(tmp_path):
     needs("matplotlib", "sklearn")
     result = run_example("digits.py", tmp_path)
-    for name in ("digits_loss.png", "digits_accuracy.png"):
+    for name in ("digits_loss.png", "digits_accuracy.png", "digits_swats_lr.png"):
         assert_png(tmp_path / name)
     data = json.loads((tmp_path / "digits.json").read_text())
-    accuracies = printed(r"final test accuracy: Adam=(\S+) Adagrad=(\S+) SGD=(\S+)", result.stdout)
+    names = ["Adam", "AMSGrad", "SWATS", "RMSprop", "SGD", "Adagrad"]
+    assert list(data["final_test_accuracy"]) == names
+    pattern = "final test accuracy: " + " ".join(rf"{name}=(\S+)" for name in names)
+    accuracies = printed(pattern, result.stdout)
     assert accuracies == pytest.approx(list(data["final_test_accuracy"].values()), abs=1e-4)
+    swats = data["optimizers"]["SWATS"]
+    assert len(swats["sgd_lr_per_step"]) == 4 * swats["steps_per_epoch"]
     for name, r in data["optimizers"].items():
         assert len(r["train_loss"]) == data["epochs"] + 1 == 5
         assert r["train_loss"][-1] < r["train_loss"][0] / 2, name  # every optimizer learned

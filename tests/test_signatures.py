@@ -40,6 +40,7 @@ ENTRIES = [
     "nadam_step_sets",
     "nadam_mu_product",
     "radam_step_sets",
+    "swats_step_sets",
     "set_isa",
     "set_num_threads",
 ]

@@ -282,6 +282,77 @@ py::object radam_step_sets(const Args& a) {
                                [](const auto* t, std::size_t n) { radam_step(t, n); });
 }
 
+// --- SWATS -------------------------------------------------------------------------------
+
+constexpr Role kSwatsRoles[] = {{"param", "params", true},
+                                {"grad", "grads", false},
+                                {"exp_avg", "exp_avgs", true, false, true},
+                                {"exp_avg_sq", "exp_avg_sqs", true, false, true},
+                                {"momentum_buffer", "momentum_buffers", true, true, true},
+                                {"master", "masters", true, true, true, true}};
+
+SwatsHyper swats_hyper(PyObject* t, std::size_t i) {
+    check_hyper_tuple(t, 8, i,
+                      "(lr, beta1, beta2, eps, weight_decay, maximize, sgd_phase, sgd_lr)");
+    SwatsHyper h;
+    h.lr = tuple_double(t, 0, i);
+    h.beta1 = tuple_double(t, 1, i);
+    h.beta2 = tuple_double(t, 2, i);
+    h.eps = tuple_double(t, 3, i);
+    h.weight_decay = tuple_double(t, 4, i);
+    h.maximize = tuple_bool(t, 5, i);
+    h.sgd_phase = tuple_bool(t, 6, i);
+    h.sgd_lr = tuple_double(t, 7, i);
+    check_common(h.lr, h.eps, h.weight_decay);
+    check_betas(h.beta1, h.beta2);
+    require(h.sgd_lr >= 0.0, "sgd_lr must be >= 0", h.sgd_lr);
+    return h;
+}
+
+// The writable, C-contiguous float64 buffer of `count` doubles the dot products go to.
+class DotsBuffer {
+public:
+    DotsBuffer(PyObject* obj, std::size_t count) {
+        if (PyObject_GetBuffer(obj, &view_, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) !=
+            0) {
+            PyErr_Clear();
+            throw py::type_error("dots must be a writable, C-contiguous float64 array");
+        }
+        held_ = true;
+        if (std::string(view_.format) != "d" ||
+            view_.len != static_cast<Py_ssize_t>(count * sizeof(double)))
+            throw py::value_error("dots must be a float64 array of 2 * len(params) elements");
+    }
+    DotsBuffer(const DotsBuffer&) = delete;
+    DotsBuffer& operator=(const DotsBuffer&) = delete;
+    ~DotsBuffer() {
+        if (held_ && !gil_retaken()) PyBuffer_Release(&view_);
+    }
+    double* data() const { return static_cast<double*>(view_.buf); }
+
+private:
+    Py_buffer view_{};
+    bool held_ = false;
+};
+
+py::object swats_step_sets(const Args& a) {
+    Held held;
+    const auto s = read_sets<SwatsHyper>(
+        a, kSwatsRoles, 3, held, swats_hyper,
+        [](const SwatsHyper& h, std::size_t k) { return k == 2 ? h.sgd_phase : true; });
+    const DotsBuffer dots(a[9], 2 * (s.objects.size() / 6));
+    const auto fill = [&](auto& t, const CheckedSets& sets, std::size_t i) {
+        using S = typename std::remove_reference_t<decltype(t)>::state_type;
+        t.exp_avg = sets.data<S>(i, 2);
+        t.exp_avg_sq = sets.data<S>(i, 3);
+        t.momentum_buffer = sets.data<S>(i, 4);
+        t.scalars = make_scalars(s.hypers[i], s.steps[i]);
+        t.dots = dots.data() + 2 * i;
+    };
+    return launch<SwatsTensor>(s, kSwatsRoles, 6, fill,
+                               [](const auto* t, std::size_t n) { swats_step(t, n); });
+}
+
 constexpr const char* kSetsDoc =
     " Every set's arrays, hyper-parameter tuple (one for all sets, or one per set) and step "
     "(after incrementing; an int or one per set) are validated before anything is written; "
@@ -320,6 +391,20 @@ void register_family(py::module_& m) {
         "NAdam's mu_1 * ... * mu_step as torch.optim.NAdam keeps it (state 'mu_product'): in "
         "float32, each mu_i = beta1 * (1 - 0.5 * 0.96 ** (i * momentum_decay)) rounded to "
         "float32 before multiplying. 1.0 at step 0.");
+    def_entry<swats_step_sets>(
+        m, "swats_step_sets",
+        "params, grads, exp_avgs, exp_avg_sqs, momentum_buffers, steps, hypers, masters, "
+        "options, dots, /",
+        (std::string("SWATS (fastadam.SWATS) over many parameter sets in one call. hypers: (lr, "
+                     "beta1, beta2, eps, weight_decay, maximize, sgd_phase, sgd_lr); "
+                     "momentum_buffers[i] "
+                     "is an array exactly in the SGD phase. In the Adam phase set i's dot "
+                     "products, sum(step * step) and sum(step * grad) (step: what was "
+                     "subtracted from the parameter), are written to dots[2i] and dots[2i + 1] "
+                     "(a float64 array of 2 * len(params)), zeros in the SGD phase; summed in "
+                     "double in a fixed order, the same on every ISA and thread count.") +
+         kSetsDoc)
+            .c_str());
     def_entry<radam_step_sets>(
         m, "radam_step_sets",
         "params, grads, exp_avgs, exp_avg_sqs, steps, hypers, masters=None, options=None, /",

@@ -121,6 +121,26 @@ template RangeKernel<Adam8bitTensor<float>> range_kernel(Isa, Sweep);
 template RangeKernel<Adam8bitTensor<Half>> range_kernel(Isa, Sweep);
 template RangeKernel<Adam8bitTensor<BFloat16>> range_kernel(Isa, Sweep);
 
+template <class P>
+SwatsKernel<P> swats_kernel(Isa isa) {
+    switch (isa) {
+#if defined(FASTADAM_HAVE_AVX2)
+        case Isa::avx2: return &isa_avx2::swats_range;
+#endif
+#if defined(FASTADAM_HAVE_AVX512)
+        case Isa::avx512: return &isa_avx512::swats_range;
+#endif
+#if defined(FASTADAM_HAVE_NEON)
+        case Isa::neon: return &isa_neon::swats_range;
+#endif
+        default: return &isa_scalar::swats_range;
+    }
+}
+template SwatsKernel<float> swats_kernel(Isa);
+template SwatsKernel<double> swats_kernel(Isa);
+template SwatsKernel<Half> swats_kernel(Isa);
+template SwatsKernel<BFloat16> swats_kernel(Isa);
+
 SegmentKernel segment_kernel(Isa isa) {
     switch (isa) {
 #if defined(FASTADAM_HAVE_AVX2)

@@ -13,6 +13,10 @@ struct SegmentSum {
     double sum_of_squares;
     bool finite;  // checked for float64 data, whose squares may overflow; others: from the sum
 };
+// One segment's share of a SWATS set's dot products (update_loop.hpp: swats_range).
+struct DotSums {
+    double step_step, step_grad;
+};
 }  // namespace fastadam
 
 #define FASTADAM_DECLARE_RANGE(name, Tensor) \
@@ -25,7 +29,8 @@ struct SegmentSum {
     FASTADAM_DECLARE_RANGE(update_range, AdamaxTensor<P>)  \
     FASTADAM_DECLARE_RANGE(update_range, NadamTensor<P>)   \
     FASTADAM_DECLARE_RANGE(update_range, RadamTensor<P>)   \
-    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<P>)
+    FASTADAM_DECLARE_RANGE(probe_range, AdamTensor<P>)   \
+    DotSums swats_range(const SwatsTensor<P>& t, std::int64_t begin, std::int64_t end);
 #define FASTADAM_DECLARE_RANGES8_OF(P)                       \
     FASTADAM_DECLARE_RANGE(update_range, Adam8bitTensor<P>) \
     FASTADAM_DECLARE_RANGE(probe_range, Adam8bitTensor<P>)
@@ -70,5 +75,10 @@ RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep);
 
 using SegmentKernel = SegmentSum (*)(const GradSpan&, std::int64_t, std::int64_t);
 SegmentKernel segment_kernel(Isa isa);
+
+template <class P>
+using SwatsKernel = DotSums (*)(const SwatsTensor<P>&, std::int64_t, std::int64_t);
+template <class P>
+SwatsKernel<P> swats_kernel(Isa isa);
 
 }  // namespace fastadam

@@ -23,6 +23,38 @@ void narrow(F32 x, fastadam::Half* p) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                      _mm256_cvtps_ph(x.r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
+
+// bfloat16 <-> float32 on integer lanes. The generic code of simd.hpp widens 16-bit lanes in
+// 128-bit halves and narrows them through a shuffle sequence on AVX2 (which has no vpmovdw);
+// these use one zero-extending load and one 128-bit pack instead, with the same bits as
+// half.hpp's functions.
+using U32 = fastadam::simd::IntLanes<8>::U32;
+F32 widen(F32, const fastadam::BFloat16* p) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return F32::from(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+}
+// Every lane below 2**16, so the signed-to-unsigned saturation of vpackusdw keeps it as it is.
+void store_low_halves(__m256i lanes, fastadam::BFloat16* p) {
+    const __m128i packed =
+        _mm_packus_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+}
+void store_bfloat16_bits(F32, U32 rounded, fastadam::BFloat16* p) {
+    store_low_halves(reinterpret_cast<__m256i>(rounded), p);
+}
+// bits::bfloat16_nearest rearranged for AVX2: the quiet bit (0x40 << 16) is set before the one
+// shift right, and a NaN is found by an unordered compare, which holds exactly where
+// (x & 0x7FFFFFFF) > 0x7F800000.
+void narrow(F32 x, fastadam::BFloat16* p) {
+    const __m256i u = _mm256_castps_si256(x.r);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+    const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));
+    const __m256 nan = _mm256_cmp_ps(x.r, x.r, _CMP_UNORD_Q);
+    const __m256 top =
+        _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan);
+    store_low_halves(_mm256_srli_epi32(_mm256_castps_si256(top), 16), p);
+}
 // 8-bit state codes: one byte per int32 lane (vpmovzxbd; two saturating packs, exact for the
 // codes' range 0-255).
 using I32 = fastadam::simd::IntLanes<8>::I32;

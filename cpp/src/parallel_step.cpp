@@ -193,6 +193,23 @@ namespace {
 // start, whatever the thread count: the segments and their order fix the reduction.
 constexpr std::int64_t kSegment = 1 << 15;
 
+// Runs part(job, k, parts) over `segments` segments holding `total` elements: on the calling
+// thread for a small call, otherwise split across the pool (each part a contiguous run of
+// segments, so the split never changes what a segment computes).
+void run_segments(void (*part)(void*, int, int), void* job, std::int64_t total,
+                  std::int64_t segments) {
+    if (total < kParallelThreshold) {
+        if (segments > 0) part(job, 0, 1);
+        return;
+    }
+    const std::shared_ptr<ThreadPool> p = get_pool();
+    const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
+    const int threads = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
+    const int chunks = static_cast<int>(std::min<std::int64_t>(
+        {std::int64_t{threads} * kChunksPerThread, segments, ThreadPool::kMaxChunks}));
+    p->run(part, job, threads == 1 ? 1 : chunks, threads - 1);
+}
+
 struct StatsJob {
     const GradSpan* spans;
     const std::int64_t* first_segment;  // span k's segments are [first[k], first[k + 1])
@@ -229,16 +246,7 @@ GradStats grad_stats(const GradSpan* spans, std::size_t count) {
     const std::int64_t segments = first[count];
     partial.resize(static_cast<std::size_t>(segments));
     StatsJob job{spans, first.data(), partial.data(), segments, segment_kernel(active_isa())};
-    if (total < kParallelThreshold) {
-        if (segments > 0) run_stats_part(&job, 0, 1);
-    } else {
-        const std::shared_ptr<ThreadPool> p = get_pool();
-        const std::int64_t wanted = std::max<std::int64_t>(1, total / kMinElementsPerThread);
-        const int threads = static_cast<int>(std::min<std::int64_t>(p->threads(), wanted));
-        const int chunks = static_cast<int>(std::min<std::int64_t>(
-            {std::int64_t{threads} * kChunksPerThread, segments, ThreadPool::kMaxChunks}));
-        p->run(&run_stats_part, &job, threads == 1 ? 1 : chunks, threads - 1);
-    }
+    run_segments(&run_stats_part, &job, total, segments);
     GradStats stats;
     for (const SegmentSum& s : partial) {
         stats.sum_of_squares += s.sum_of_squares;
@@ -261,6 +269,70 @@ std::string environment(const char* name) {
 }
 
 }  // namespace
+
+// --- swats_step: SWATS's update with its dot products, split like grad_stats -----------------
+
+namespace {
+
+template <class P>
+struct SwatsJob {
+    const SwatsTensor<P>* tensors;
+    const std::int64_t* first_segment;  // tensor k's segments are [first[k], first[k + 1])
+    DotSums* out;                       // one per segment
+    std::int64_t segments;
+    SwatsKernel<P> kernel;
+};
+
+template <class P>
+void run_swats_part(void* context, int part, int parts) {
+    const auto& job = *static_cast<const SwatsJob<P>*>(context);
+    const std::int64_t s0 = job.segments * part / parts, s1 = job.segments * (part + 1) / parts;
+    std::size_t k = 0;
+    for (std::int64_t seg = s0; seg < s1; ++seg) {
+        while (seg >= job.first_segment[k + 1]) ++k;
+        const SwatsTensor<P>& t = job.tensors[k];
+        const std::int64_t begin = (seg - job.first_segment[k]) * kSegment;
+        job.out[seg] = job.kernel(t, begin, std::min(t.size, begin + kSegment));
+    }
+}
+
+// Segments of kSegment elements counted from each tensor's start, whatever the thread count;
+// each tensor's dot products add its segments' sums in order: the same bits on every split.
+template <class P>
+void swats(const SwatsTensor<P>* tensors, std::size_t count) {
+    thread_local std::vector<std::int64_t> first;
+    thread_local std::vector<DotSums> partial;
+    first.resize(count + 1);
+    std::int64_t total = 0;
+    first[0] = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+        total += tensors[k].size;
+        first[k + 1] = first[k] + (tensors[k].size + kSegment - 1) / kSegment;
+    }
+    const std::int64_t segments = first[count];
+    partial.resize(static_cast<std::size_t>(segments));
+    SwatsJob<P> job{tensors, first.data(), partial.data(), segments,
+                    swats_kernel<P>(active_isa())};
+    run_segments(&run_swats_part<P>, &job, total, segments);
+    for (std::size_t k = 0; k < count; ++k) {
+        double step_step = 0.0, step_grad = 0.0;
+        for (std::int64_t seg = first[k]; seg < first[k + 1]; ++seg) {
+            step_step += partial[seg].step_step;
+            step_grad += partial[seg].step_grad;
+        }
+        if (tensors[k].dots != nullptr) {
+            tensors[k].dots[0] = step_step;
+            tensors[k].dots[1] = step_grad;
+        }
+    }
+}
+
+}  // namespace
+
+void swats_step(const SwatsTensor<float>* t, std::size_t n) { swats(t, n); }
+void swats_step(const SwatsTensor<double>* t, std::size_t n) { swats(t, n); }
+void swats_step(const SwatsTensor<Half>* t, std::size_t n) { swats(t, n); }
+void swats_step(const SwatsTensor<BFloat16>* t, std::size_t n) { swats(t, n); }
 
 int default_num_threads() {
     const std::string env = environment("FASTADAM_NUM_THREADS");

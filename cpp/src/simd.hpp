@@ -75,7 +75,9 @@ struct Lane {
 // nearest even; narrow_stochastic(x, p, key, i) stores x rounded stochastically (bfloat16).
 // Lanes use half.hpp's functions; float vectors use the integer formulas of half.hpp for
 // bfloat16 and, for float16, the ISA's conversion instructions, which each kernel file defines
-// next to its tag (found by argument-dependent lookup like sqrt_of).
+// next to its tag (found by argument-dependent lookup like sqrt_of). A kernel file may likewise
+// define bfloat16 widen, narrow and store_bfloat16_bits where the generic code compiles poorly
+// for its ISA; those must give the bits of half.hpp's functions.
 
 template <class Tag>
 Lane<float, Tag> widen(Lane<float, Tag>, const Half* p) {
@@ -117,8 +119,10 @@ Vec<float, W, Tag> widen(Vec<float, W, Tag>, const BFloat16* p) {
     return v;
 }
 
+// Stores the low 16 bits of each lane (every lane holds a value below 2**16). The first argument
+// only carries the ISA tag, so that a kernel file can supply a faster store for its vector.
 template <int W, class Tag>
-void store_bfloat16_bits(typename IntLanes<W>::U32 rounded, BFloat16* p) {
+void store_bfloat16_bits(Vec<float, W, Tag>, typename IntLanes<W>::U32 rounded, BFloat16* p) {
     const auto h = __builtin_convertvector(rounded, typename IntLanes<W>::U16);
     std::memcpy(p, &h, sizeof h);
 }
@@ -132,11 +136,14 @@ typename IntLanes<W>::U32 bits_of(Vec<float, W, Tag> x) {
 
 template <int W, class Tag>
 void narrow(Vec<float, W, Tag> x, BFloat16* p) {
-    store_bfloat16_bits<W, Tag>(bits::bfloat16_nearest(bits_of(x)), p);
+    store_bfloat16_bits(x, bits::bfloat16_nearest(bits_of(x)), p);
 }
 
+// Forced inline: GCC otherwise keeps it out of line (it has many callers), and every call then
+// rebuilds its dozen vector constants.
 template <int W, class Tag>
-void narrow_stochastic(Vec<float, W, Tag> x, BFloat16* p, std::uint64_t key, std::int64_t i) {
+[[gnu::always_inline]] inline void narrow_stochastic(Vec<float, W, Tag> x, BFloat16* p,
+                                                     std::uint64_t key, std::int64_t i) {
     using U32 = typename IntLanes<W>::U32;
     U32 lo, iota;
     for (int k = 0; k < W; ++k) iota[k] = static_cast<std::uint32_t>(k);
@@ -144,8 +151,8 @@ void narrow_stochastic(Vec<float, W, Tag> x, BFloat16* p, std::uint64_t key, std
     lo = static_cast<std::uint32_t>(base) + iota;
     // Lanes whose low word wrapped past 2**32 carry one into the high word (mask -1 -> +1).
     const U32 hi = static_cast<std::uint32_t>(base >> 32) - (U32)(lo < iota);
-    store_bfloat16_bits<W, Tag>(bits::bfloat16_stochastic(bits_of(x), bits::rounding_bits(lo, hi, key)),
-                                p);
+    const U32 random = bits::rounding_bits(lo, hi, key);
+    store_bfloat16_bits(x, bits::bfloat16_stochastic(bits_of(x), random), p);
 }
 
 // --- int32 lanes for the 8-bit state codes (lowbit_math.hpp) ---------------------------------

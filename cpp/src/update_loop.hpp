@@ -428,6 +428,106 @@ void range_of(const RadamTensor<P, S>& t, std::int64_t begin, std::int64_t end) 
                                                   const auto& c) { radam_update(p, g, m, v, c); });
 }
 
+// --- SWATS: Adam with its dot products, or SGD (swats_math.hpp) ------------------------------
+constexpr int kReductionLanes = 16;  // the dot products and grad_stats sum as described below
+
+// The 16 lanes of `v` (16 / width vectors) as two vectors of 8, taken from the registers where
+// the widths allow (a store and narrower reloads would stall store forwarding).
+template <class Vec, class Block8>
+inline void eight_lanes(const Vec* v, Block8 (&out)[2]) {
+    if constexpr (Vec::width == 16) {
+        out[0] = __builtin_shufflevector(v[0].r, v[0].r, 0, 1, 2, 3, 4, 5, 6, 7);
+        out[1] = __builtin_shufflevector(v[0].r, v[0].r, 8, 9, 10, 11, 12, 13, 14, 15);
+    } else if constexpr (Vec::width == 8) {
+        out[0] = v[0].r;
+        out[1] = v[1].r;
+    } else {
+        using S = typename Vec::value_type;
+        S lanes[kReductionLanes];
+        for (int r = 0; r < kReductionLanes / Vec::width; ++r) v[r].store(lanes + r * Vec::width);
+        std::memcpy(out, lanes, sizeof lanes);
+    }
+}
+
+// One segment of a SWATS set. Adam phase: the update, and the sums of step * step and step *
+// grad accumulated as sum_squares accumulates (16 interleaved partial sums in double, then a
+// fixed tree), so every ISA and thread split gives the same bits. SGD phase: SGD's update.
+template <class Var, class Vec, class Lane, class Tensor>
+DotSums swats_segment(const Tensor& t, std::int64_t begin, std::int64_t end) {
+    using S = typename Tensor::state_type;
+    const ParamIo<Var, Vec, Lane, Tensor> io(t);
+    if (t.scalars.sgd_phase) {
+        const auto c = coefficients<Vec, Lane, S>(t.scalars.sgd);
+        sweep<Vec, Lane>(begin, end, [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            V p = io.template param<V>(i), buf = V::load(t.momentum_buffer + i);
+            sgd_update<true>(p, io.template grad<V>(i), buf, c.template get<V>());
+            io.store_param(p, i);
+            buf.store(t.momentum_buffer + i);
+        });
+        return {0.0, 0.0};
+    }
+    static_assert(kReductionLanes % Vec::width == 0);
+    constexpr int regs = kReductionLanes / Vec::width;
+    const auto c = coefficients<Vec, Lane, S>(t.scalars.adam);
+    // Updates element(s) i, giving the step (what was subtracted from p) and the gradient.
+    const auto update = [&](auto tag, std::int64_t i, auto& step, auto& g) {
+        using V = decltype(tag);
+        V p = io.template param<V>(i), m = V::load(t.exp_avg + i), v = V::load(t.exp_avg_sq + i);
+        V unused = V(S(0));
+        g = io.template grad<V>(i);
+        step = adam_step_of<false>(p, g, m, v, unused, c.template get<V>());
+        io.store_param(p - step, i);
+        m.store(t.exp_avg + i);
+        v.store(t.exp_avg_sq + i);
+    };
+    // The 16 partial sums are two vectors of 8 doubles each (lanes 0-7 and 8-15), fed from the
+    // steps and gradients of each block of 16 elements: native registers on AVX-512, two on
+    // AVX2 and NEON, SSE2 on the portable path; the same additions in the same order on all.
+    typedef S Block8 __attribute__((vector_size(8 * sizeof(S))));
+    typedef double Double8 __attribute__((vector_size(8 * sizeof(double))));
+    Double8 acc_ss[2] = {}, acc_sg[2] = {};
+    std::int64_t i = begin;
+    for (; i + kReductionLanes <= end; i += kReductionLanes) {
+        Vec step[regs], g[regs];
+        for (int r = 0; r < regs; ++r) update(Vec{}, i + r * Vec::width, step[r], g[r]);
+        Block8 s8[2], g8[2];
+        eight_lanes(step, s8);
+        eight_lanes(g, g8);
+        for (int h = 0; h < 2; ++h) {
+            const Double8 sd = __builtin_convertvector(s8[h], Double8);
+            const Double8 gd = __builtin_convertvector(g8[h], Double8);
+            acc_ss[h] += sd * sd;
+            acc_sg[h] += sd * gd;
+        }
+    }
+    double lanes_ss[kReductionLanes], lanes_sg[kReductionLanes];
+    std::memcpy(lanes_ss, acc_ss, sizeof lanes_ss);
+    std::memcpy(lanes_sg, acc_sg, sizeof lanes_sg);
+    for (int j = 0; i < end; ++i, ++j) {
+        Lane step, g;
+        update(Lane{}, i, step, g);
+        const double s = step.x;
+        lanes_ss[j] += s * s;
+        lanes_sg[j] += s * static_cast<double>(g.x);
+    }
+    for (int half = kReductionLanes / 2; half > 0; half /= 2)
+        for (int j = 0; j < half; ++j) {
+            lanes_ss[j] += lanes_ss[j + half];
+            lanes_sg[j] += lanes_sg[j + half];
+        }
+    return {lanes_ss[0], lanes_sg[0]};
+}
+
+template <class Vec, class Lane, class P, class S>
+DotSums swats_range(const SwatsTensor<P, S>& t, std::int64_t begin, std::int64_t end) {
+    DotSums out{};
+    with_variant(t, [&](auto var) {
+        out = swats_segment<decltype(var), Vec, Lane>(t, begin, end);
+    });
+    return out;
+}
+
 // Adam's memory traffic without its arithmetic (read p, g, m, v; write p, m, v, one add each;
 // with a master copy, the master is read and written and p written as its rounding): the
 // bandwidth reference that benchmarks compare the Adam step with.
@@ -454,7 +554,6 @@ void probe_range(const AdamTensor<P, S>& t, std::int64_t begin, std::int64_t end
 // sum j % 16, in index order), which are then added in a fixed tree. A vector path of width W
 // holds the 16 sums in 16 / W registers of W doubles; the tail goes lane by lane into the same
 // sums. Every path therefore performs the same additions in the same order.
-constexpr int kReductionLanes = 16;
 
 template <class Vec, class Lane, class T>
 SegmentSum sum_squares(const T* data, std::int64_t begin, std::int64_t end) {
@@ -516,7 +615,10 @@ SegmentSum grad_segment(const GradSpan& s, std::int64_t begin, std::int64_t end)
     FASTADAM_RANGE_KERNEL(update_range, range_of, AdamaxTensor<P>, V, L)  \
     FASTADAM_RANGE_KERNEL(update_range, range_of, NadamTensor<P>, V, L)   \
     FASTADAM_RANGE_KERNEL(update_range, range_of, RadamTensor<P>, V, L)   \
-    FASTADAM_RANGE_KERNEL(probe_range, probe_range, AdamTensor<P>, V, L)
+    FASTADAM_RANGE_KERNEL(probe_range, probe_range, AdamTensor<P>, V, L)  \
+    DotSums swats_range(const SwatsTensor<P>& t, std::int64_t b, std::int64_t e) { \
+        return loop::swats_range<V, L>(t, b, e);                                    \
+    }
 #define FASTADAM_RANGE_KERNELS8_OF(P, V, L)                                   \
     FASTADAM_RANGE_KERNEL(update_range, range_of, Adam8bitTensor<P>, V, L) \
     FASTADAM_RANGE_KERNEL(probe_range, probe_range, Adam8bitTensor<P>, V, L)

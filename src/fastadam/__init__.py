@@ -1,10 +1,10 @@
 """fastadam: fused, SIMD, multi-threaded optimizer steps (Adam/AdamW, SGD, Adagrad, RMSprop,
-Adamax, NAdam, RAdam) for NumPy arrays.
+Adamax, NAdam, RAdam, SWATS) for NumPy arrays.
 
 The update runs in place in one native pass over memory. See ``fastadam.Adam`` (and
-``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``) for torch-like
-optimizer classes, ``fastadam.adam_step`` for one parameter set, ``fastadam.adam_step_multi``
-for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), ``fastadam.adam8bit_step``
+``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``, ``SWATS``) for
+torch-like optimizer classes, ``fastadam.adam_step`` for one parameter set,
+``fastadam.adam_step_multi`` for many in one call (likewise ``sgd_step*`` and ``adagrad_step*``), ``fastadam.adam8bit_step``
 for Adam with 8-bit state (``fastadam.lowbit``), and ``fastadam.reference`` for the same
 mathematics in plain NumPy.
 """
@@ -38,11 +38,12 @@ from ._core import (
     sgd_step_multi,
 )
 from .config import show_config
-from .optim import SGD, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
+from .optim import SGD, SWATS, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 from .scaling import DynamicLossScaler, StepReport
 
 __all__ = [
     "SGD",
+    "SWATS",
     "Adagrad",
     "Adam",
     "AdamW",

@@ -29,6 +29,8 @@ _RmspropHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, b
 _AdamaxHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool]
 # (lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled, maximize)
 _NadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, float, bool, bool]
+# (lr, beta1, beta2, eps, weight_decay, maximize, sgd_phase, sgd_lr)
+_SwatsHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool, float]
 # (lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
 _RadamHyperTuple: TypeAlias = tuple[float, float, float, float, float, bool, bool]
 
@@ -291,6 +293,19 @@ def nadam_step_sets(
     hypers: _NadamHyperTuple | Sequence[_NadamHyperTuple],
     masters: Sequence[_FloatArray | None] | None = None,
     options: _StepOptions | None = None,
+    /,
+) -> StepReport: ...
+def swats_step_sets(
+    params: Sequence[_FloatArray],
+    grads: Sequence[_FloatArray],
+    exp_avgs: Sequence[_FloatArray],
+    exp_avg_sqs: Sequence[_FloatArray],
+    momentum_buffers: Sequence[_FloatArray | None],
+    steps: int | Sequence[int],
+    hypers: _SwatsHyperTuple | Sequence[_SwatsHyperTuple],
+    masters: Sequence[_FloatArray | None] | None,
+    options: _StepOptions | None,
+    dots: npt.NDArray[np.float64],
     /,
 ) -> StepReport: ...
 def nadam_mu_product(beta1: float, momentum_decay: float, step: int) -> float: ...

@@ -1,7 +1,8 @@
 """The updates of fastadam's kernels in plain NumPy: readable, and the baseline.
 
 Adam as DESIGN.md section 2 states it, SGD, Adagrad, RMSprop, Adamax, NAdam and RAdam as
-``torch.optim``'s single-tensor implementations perform them. Each function has the same signature and semantics as the
+``torch.optim``'s single-tensor implementations perform them, SWATS as ``fastadam.SWATS``'s
+native step does (one set, returning its dot products). Each function has the same signature and semantics as the
 compiled one of the same name (``fastadam.adam_step``, ``fastadam.sgd_step``, ...) and computes
 in the arrays' own dtype, with the per-call scalars computed in double precision and rounded once
 (pass float64 arrays for the accuracy oracle). They are honest in-place NumPy implementations,
@@ -34,6 +35,7 @@ __all__ = [
     "adam_step",
     "adam_step_multi",
     "adamax_step",
+    "fixed_order_dot",
     "grad_report",
     "nadam_mu_product",
     "nadam_step",
@@ -41,6 +43,7 @@ __all__ = [
     "rmsprop_step",
     "sgd_step",
     "sgd_step_multi",
+    "swats_step",
 ]
 
 
@@ -682,3 +685,64 @@ def radam_step(
             p -= corrected * d(lr)
 
     return _one_set_step(param, grad, exp_avg, step, math_fn, mixed)
+
+
+# -- SWATS ------------------------------------------------------------------------------------
+
+
+def fixed_order_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` in float64 in the kernels' order: segments of 2**15 elements, each summed
+    in 16 interleaved partial sums (element j into sum j % 16, in order) added in a fixed tree,
+    the segments' sums then added in order."""
+    x = np.asarray(a, np.float64).ravel() * np.asarray(b, np.float64).ravel()
+    total = 0.0
+    segment = 1 << 15
+    for begin in range(0, x.size, segment):
+        part = x[begin : begin + segment]
+        rows = np.zeros(-(-part.size // 16) * 16)
+        rows[: part.size] = part
+        lanes = np.cumsum(rows.reshape(-1, 16), axis=0)[-1]  # row by row, as the kernel adds
+        for half in (8, 4, 2, 1):
+            lanes[:half] = lanes[:half] + lanes[half : 2 * half]
+        total += float(lanes[0])
+    return total
+
+
+def swats_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    momentum_buffer: np.ndarray | None = None,
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-9,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    sgd_phase: bool = False,
+    sgd_lr: float = 0.0,
+) -> tuple[float, float]:
+    """One SWATS update of one set in place (``fastadam.SWATS``'s native step): Adam with the
+    paper's epsilon, or in the SGD phase ``buf = beta1 buf + g``, ``p -= (1 - beta1) sgd_lr
+    buf``. Returns the set's ``(sum(step * step), sum(step * grad))`` in ``fixed_order_dot``'s
+    order (zeros in the SGD phase), ``step`` being what was subtracted from the parameter and
+    ``grad`` the gradient after maximize and weight decay."""
+    beta1, beta2 = betas
+    d = param.dtype.type
+    g = -grad if maximize else grad
+    if weight_decay != 0.0:
+        g = g + d(weight_decay) * param
+    if sgd_phase:
+        if momentum_buffer is None:
+            raise ValueError("momentum_buffer is required in the SGD phase")
+        momentum_buffer[...] = d(beta1) * momentum_buffer + g
+        param -= d((1.0 - beta1) * sgd_lr) * momentum_buffer
+        return 0.0, 0.0
+    exp_avg[...] = d(beta1) * exp_avg + d(1.0 - beta1) * g
+    exp_avg_sq[...] = d(beta2) * exp_avg_sq + d(1.0 - beta2) * g * g
+    size = d(lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step))
+    taken = size * exp_avg / (np.sqrt(exp_avg_sq) + d(eps))
+    param -= taken
+    return fixed_order_dot(taken, taken), fixed_order_dot(taken, g)

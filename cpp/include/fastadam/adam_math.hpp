@@ -90,9 +90,11 @@ AdamCoefficients<V> broadcast(const AdamScalars& s) {
                                s.maximize,        s.l2_decay,           s.decoupled_decay};
 }
 
-// One Adam update of p, m, v (and vmax when amsgrad is on) from gradient g.
+// The Adam update of m, v (and vmax when amsgrad is on) and of p's decoupled decay, returning
+// the step that adam_update subtracts from p; g becomes the gradient the moments saw (after
+// maximize and L2 decay). SWATS reads both for its dot products.
 template <bool Amsgrad, class V>
-FASTADAM_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients<V>& c) {
+FASTADAM_HD V adam_step_of(V& p, V& g, V& m, V& v, V& vmax, const AdamCoefficients<V>& c) {
     if (c.maximize) g = -g;
     if (c.l2_decay) g = g + c.weight_decay * p;
     if (c.decoupled_decay) p = p * c.decay_factor;
@@ -104,7 +106,14 @@ FASTADAM_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficie
         second_moment = vmax;
     }
     const V denom = sqrt_of(second_moment) * c.inv_sqrt_bc2 + c.eps;
-    p = p - c.step_size * m / denom;
+    return c.step_size * m / denom;
+}
+
+// One Adam update of p, m, v (and vmax when amsgrad is on) from gradient g.
+template <bool Amsgrad, class V>
+FASTADAM_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients<V>& c) {
+    const V step = adam_step_of<Amsgrad>(p, g, m, v, vmax, c);
+    p = p - step;
 }
 
 }  // namespace fastadam

@@ -17,6 +17,7 @@
 #include "fastadam/radam_math.hpp"
 #include "fastadam/rmsprop_math.hpp"
 #include "fastadam/sgd_math.hpp"
+#include "fastadam/swats_math.hpp"
 
 namespace fastadam {
 
@@ -121,6 +122,20 @@ struct RadamTensor : ParamArrays<P, S> {
     RadamScalars scalars{};
 };
 
+// One parameter set for SWATS: Adam's moments, the SGD phase's momentum buffer (null before the
+// switch), and where swats_step writes the set's two dot products.
+template <class P, class S = state_of_t<P>>
+struct SwatsTensor : ParamArrays<P, S> {
+    S* exp_avg = nullptr;
+    S* exp_avg_sq = nullptr;
+    S* momentum_buffer = nullptr;
+    SwatsScalars scalars{};
+    // Adam phase: dots[0] = sum of step * step, dots[1] = sum of step * grad, over the set, where
+    // step is what the update subtracted from p and grad the gradient it used. In double, in a
+    // fixed order (as grad_stats sums). The SGD phase writes zeros.
+    double* dots = nullptr;
+};
+
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
 #define FASTADAM_STEP_DECLARATIONS(P)                               \
@@ -131,6 +146,7 @@ struct RadamTensor : ParamArrays<P, S> {
     void adamax_step(const AdamaxTensor<P>* tensors, std::size_t count);   \
     void nadam_step(const NadamTensor<P>* tensors, std::size_t count);     \
     void radam_step(const RadamTensor<P>* tensors, std::size_t count);     \
+    void swats_step(const SwatsTensor<P>* tensors, std::size_t count);     \
     void bandwidth_probe(const AdamTensor<P>* tensors, std::size_t count);
 FASTADAM_STEP_DECLARATIONS(float)
 FASTADAM_STEP_DECLARATIONS(double)

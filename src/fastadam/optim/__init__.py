@@ -1,13 +1,14 @@
 """Optimizers for training loops on NumPy arrays, modelled on ``torch.optim``: ``Adam``,
-``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam`` and ``RAdam``.
+``AdamW``, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam`` and ``SWATS``.
 
-Each holds parameter groups and per-parameter state in its torch counterpart's layout and updates
+Each holds parameter groups and per-parameter state in its torch counterpart's layout (SWATS,
+which torch lacks, in Adam's) and updates
 the parameters in place with one native call per step for every group and dtype.
 
 Modules: ``base`` (``Optimizer``, the shared machinery), ``validation`` (checks and their
 messages), ``state_memory`` (where state arrays live), ``checkpoint`` (``.npz`` files), and one
 module per optimizer family (``adam``, ``sgd``, ``adagrad``, ``rmsprop``, ``adamax``, ``nadam``,
-``radam``; ``moments`` holds what NAdam and RAdam share).
+``radam``, ``swats``; ``moments`` holds what NAdam and RAdam share).
 """
 
 from .adagrad import Adagrad
@@ -18,5 +19,17 @@ from .nadam import NAdam
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .sgd import SGD
+from .swats import SWATS
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam", "RMSprop"]
+__all__ = [
+    "SGD",
+    "SWATS",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+]
