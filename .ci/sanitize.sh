@@ -78,6 +78,7 @@ tests=(
   tests/test_eps_mode.py
   tests/test_lowbit.py
   tests/test_lowbit_optim.py
+  tests/test_swats.py
   tests/test_state_memory.py
   tests/test_properties.py
   tests/test_process_life.py
