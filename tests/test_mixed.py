@@ -38,6 +38,28 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(ordered(a) - ordered(b))
 
 
+def spacing16(x: np.ndarray, dtype) -> np.ndarray:
+    """One ulp of the 16-bit dtype at each float64 value (subnormal spacing near zero)."""
+    mantissa, min_exponent = (10, -14) if dtype == FLOAT16 else (7, -126)
+    with np.errstate(divide="ignore"):
+        exponent = np.maximum(np.floor(np.log2(np.abs(x))), min_exponent)
+    return np.exp2(exponent - mantissa)
+
+
+def assert_one_ulp_or_float32_error(p, want, p64, before, dtype):
+    """Every element within one ulp of the rounded float64 result, except where float32
+    arithmetic itself cannot be that close: when the update nearly cancels the parameter
+    (result ~2**-17 of the operands), the float32 result's error of a few float32 ulps of
+    the operands is several 16-bit ulps of the tiny result (seen: 3 of 3000 bfloat16 runs).
+    There the error is held to that float32 bound instead, and such elements must be rare."""
+    far = ulp_distance(p, want) > 1
+    operands = np.abs(before) + np.abs(before - p64)
+    float32_error = 4 * 2.0**-24 * operands + spacing16(p64, dtype)
+    error = np.abs(p.astype(np.float64) - p64)
+    assert (error[far] <= float32_error[far]).all()
+    assert far.sum() <= 1e-4 * p.size
+
+
 def state(rng, n, dtype=np.float32):
     m = (0.1 * rng.standard_normal(n)).astype(dtype)
     v = (0.1 * rng.random(n)).astype(dtype)
@@ -200,6 +222,7 @@ def test_adam_accuracy_bar(isa, dtype, name, rng):
     n = 100_000
     p, g, m, v, vmax, _ = adam_case(rng, n, dtype, opts)
     p64, m64, v64 = p.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
+    before = p64.copy()
     # the state's rounding errors scale with its terms (beta * state + (1 - beta) * update)
     g_abs = np.abs(g.astype(np.float64)) + 0.01 * np.abs(p64)
     m_scale, v_scale = np.abs(m64) + g_abs, v64 + g_abs**2
@@ -211,7 +234,7 @@ def test_adam_accuracy_bar(isa, dtype, name, rng):
     want = round_nearest(p64, dtype)
     exact = np.mean(bits(p) == bits(want))
     assert exact >= 0.995, exact
-    assert ulp_distance(p, want).max() <= 1
+    assert_one_ulp_or_float32_error(p, want, p64, before, dtype)
     assert (np.abs(m - m64) <= 4 * 2.0**-24 * m_scale).all()
     assert (np.abs(v - v64) <= 4 * 2.0**-24 * v_scale).all()
 
@@ -219,7 +242,8 @@ def test_adam_accuracy_bar(isa, dtype, name, rng):
 def test_gradients_across_twelve_decades_with_loss_scaling(isa, rng):
     """float16 gradients whose true values span 1e-8 .. 1e4 in one tensor, stored multiplied by
     a loss scale: the kernel removes the scale in float32, so the smallest still move their
-    parameters and every element is the float64 result rounded once (within one ulp)."""
+    parameters and every element is the float64 result rounded once (within one ulp, or the
+    float32 bound where the update cancels the parameter)."""
     n = 50_000
     scale = 4.0
     true = np.exp(rng.uniform(np.log(1e-8), np.log(1e4), n)) * rng.choice([-1.0, 1.0], n)
@@ -237,7 +261,7 @@ def test_gradients_across_twelve_decades_with_loss_scaling(isa, rng):
     )
     want = round_nearest(p64, np.float16)
     assert np.mean(bits(p) == bits(want)) >= 0.995
-    assert ulp_distance(p, want).max() <= 1
+    assert_one_ulp_or_float32_error(p, want, p64, before.astype(np.float64), np.float16)
     tiny = np.abs(true) < 3e-8
     assert tiny.any() and (p[tiny] != before[tiny]).mean() > 0.9
 
