@@ -15,8 +15,12 @@ elements; bound by memory bandwidth). Contestants, each with its own parameters 
 
 Each runs at 1 and at 2 threads (``fastadam.set_num_threads``, ``torch.set_num_threads``, set
 before each measurement); rounds interleave every contestant and thread count in a rotating
-order. The table gives medians and quartiles per step; the ratios compare each contestant at
-its best thread count (lowest median).
+order, and each contestant takes one untimed step before its timed ones: torch's OpenMP workers
+keep spinning for a while after a parallel step and the step before leaves caches and TLBs to
+another's memory: on the 2-core machine, a 2-thread fastadam step on the transformer took
+8.6 ms right after a torch fused step and 5.0 ms right after one of its own (the step alone is
+what is measured, not its neighbour's aftermath). The table gives medians and quartiles per step; the ratios compare each contestant
+at its best thread count (lowest median).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def measure(shapes, repeat: int, rounds: int) -> dict[tuple[str, int], list[floa
         for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
             opt = entries[key]
             set_threads(key[1])
+            opt.step()  # settle: let the previous contestant's threads go idle, untimed
             t0 = time.perf_counter()
             for _ in range(repeat):
                 opt.step()

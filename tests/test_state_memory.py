@@ -152,3 +152,28 @@ def test_large_state_arrays_are_staggered_modulo_1_mib_too(amsgrad):
     for a, b in itertools.combinations([p, *state], 2):
         d = (a.ctypes.data - b.ctypes.data) % mib
         assert min(d, mib - d) >= 252 << 10, (a.ctypes.data % mib, b.ctypes.data % mib)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_torch_layer_state_is_staggered_like_numpy_state(amsgrad):
+    # fastadam.torch lays its state out as the NumPy optimizers do: without it, a model's
+    # power-of-two tensors had exp_avg and exp_avg_sq exactly 2**k bytes apart.
+    torch = pytest.importorskip("torch")
+    import fastadam.torch
+
+    shapes = [(1024, 256), (256,), (512, 512), (2**22,), (1000,)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt = fastadam.torch.Adam(params, amsgrad=amsgrad)
+    opt.step()
+    for p in params:
+        views = [t.detach().numpy() for k, t in opt.state[p].items() if k != "step"]
+        assert len(views) == (3 if amsgrad else 2)
+        assert all(v.ctypes.data % 64 == 0 for v in views)
+        assert_staggered(p.detach().numpy(), views)
+        if p.numel() * 4 >= 16 << 20:
+            mib = 1 << 20
+            for a, b in itertools.combinations([p.detach().numpy(), *views], 2):
+                d = (a.ctypes.data - b.ctypes.data) % mib
+                assert min(d, mib - d) >= 252 << 10

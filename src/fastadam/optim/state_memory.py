@@ -31,6 +31,33 @@ LARGE_PERIOD = 1 << 20
 LARGE_STAGGER = 256 << 10
 
 
+def staggered_buffer(
+    dtype: np.dtype, arrays: list[tuple[int, int, int]]
+) -> tuple[np.ndarray, list[int]]:
+    """One zeroed buffer from ``zeros_state`` for state arrays of ``dtype``, and the element
+    offset in it where each array starts. ``arrays`` gives, for each, its parameter's address,
+    its size in elements and its slot (1 for the parameter's first state array, 2 for the
+    second, ...). Each array starts on a 64-byte line at ``slot * STAGGER + SHIFT`` bytes past
+    its parameter modulo 4 KiB (modulo 1 MiB, with ``LARGE_STAGGER`` more per slot, for arrays of
+    ``LARGE`` bytes or more)."""
+    item = dtype.itemsize
+    line = 64 // item
+    sizes = [-(-n // line) * line for _, n, _ in arrays]  # rounded up to a line
+    periods = [LARGE_PERIOD if n * item >= LARGE else PAGE for _, n, _ in arrays]
+    room = sum(periods) - 64 * len(arrays)  # the largest padding in front of every array
+    buffer = _core.zeros_state((sum(sizes) + room // item,), dtype)
+    base = buffer.ctypes.data
+    offsets = []
+    offset = 0  # elements
+    for (address, _, slot), size, period in zip(arrays, sizes, periods):
+        stagger = STAGGER + (LARGE_STAGGER if period == LARGE_PERIOD else 0)
+        target = (address + slot * stagger + SHIFT) % period // 64 * 64
+        offset += (target - (base + offset * item)) % period // item
+        offsets.append(offset)
+        offset += size
+    return buffer, offsets
+
+
 def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, float]]) -> None:
     """Creates the state arrays ``state[name]`` (shaped like ``p``, filled with ``fill``) of
     ``requests`` as views into one buffer per dtype (the state dtype: float32 for a 16-bit
@@ -46,26 +73,19 @@ def allocate_together(requests: list[tuple[dict[str, Any], str, np.ndarray, floa
     for request in requests:
         by_dtype.setdefault(state_dtype(request[2].dtype), []).append(request)
     for dtype, group in by_dtype.items():
-        item = dtype.itemsize
-        line = 64 // item
-        sizes = [-(-p.size // line) * line for _, _, p, _ in group]  # rounded up to a line
-        periods = [LARGE_PERIOD if p.size * item >= LARGE else PAGE for _, _, p, _ in group]
-        # Room for the largest padding in front of every view.
-        room = sum(periods) - 64 * len(group)
-        buffer = _core.zeros_state((sum(sizes) + room // item,), dtype)
-        base = buffer.ctypes.data
-        offset = 0  # elements
-        for (state, name, p, fill), size, period in zip(group, sizes, periods):
-            # This parameter's state arrays so far (those made earlier and in this loop):
-            # the new one takes the next slot after them.
-            slot = 1 + sum(1 for key in state if key != "step")
-            stagger = STAGGER + (LARGE_STAGGER if period == LARGE_PERIOD else 0)
-            target = (p.ctypes.data + slot * stagger + SHIFT) % period // 64 * 64
-            offset += (target - (base + offset * item)) % period // item
+        # Each parameter's state arrays so far (made earlier, and earlier in this group): the
+        # new one takes the next slot after them.
+        made: dict[int, int] = {}
+        arrays = []
+        for state, _, p, _ in group:
+            before = made.get(id(state), sum(1 for key in state if key != "step"))
+            made[id(state)] = before + 1
+            arrays.append((p.ctypes.data, p.size, before + 1))
+        buffer, offsets = staggered_buffer(dtype, arrays)
+        for (state, name, p, fill), offset in zip(group, offsets):
             view = buffer[offset : offset + p.size].reshape(p.shape)
             if isinstance(fill, str):
                 np.copyto(view, p, casting="safe")
             elif fill != 0.0:
                 view.fill(fill)
             state[name] = view
-            offset += size

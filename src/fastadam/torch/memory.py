@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import _core
+from ..optim.state_memory import staggered_buffer
 
 __all__ = [
     "MemoryOrder",
@@ -128,7 +129,9 @@ def allocate_state(
     Returns them with their NumPy views in memory order, and the buffers they are views of.
 
     Tensors of one dtype are views into one buffer from ``_core.zeros_state`` (huge pages once
-    large), each starting on a 64-byte line, so a model's many tensors stream like one block.
+    large), each starting on a 64-byte line, so a model's many tensors stream like one block;
+    each placed against its parameter and its siblings as the NumPy optimizers place theirs
+    (``staggered_buffer``: streams whose addresses agree modulo 4 KiB or 1 MiB collide in L1).
     """
     out: list[Any] = [None] * len(requests)
     bases = []
@@ -137,13 +140,16 @@ def allocate_state(
         by_dtype.setdefault(state_dtype(p.dtype), []).append(i)
     for dtype, indices in by_dtype.items():
         np_dtype = np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
-        line = 64 // np_dtype.itemsize
-        sizes = [-(-requests[i][0].numel() // line) * line for i in indices]
-        buffer = _core.zeros_state((sum(sizes),), np_dtype)
+        slots: dict[int, int] = {}  # a parameter's state arrays so far in this call
+        arrays = []
+        for i in indices:
+            p = requests[i][0]
+            slots[id(p)] = slots.get(id(p), 0) + 1
+            arrays.append((p.data_ptr(), p.numel(), slots[id(p)]))
+        buffer, offsets = staggered_buffer(np_dtype, arrays)
         base = torch.from_numpy(buffer)
         bases.append(base)
-        offset = 0
-        for i, size in zip(indices, sizes):
+        for i, offset in zip(indices, offsets):
             p, order, init = requests[i]
             n = p.numel()
             flat = base[offset : offset + n]
@@ -158,5 +164,4 @@ def allocate_state(
             elif init != 0:
                 t.fill_(init)
             out[i] = (t, view)
-            offset += size
     return out, bases
