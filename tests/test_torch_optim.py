@@ -5,6 +5,7 @@ call per step, no allocation per step, autograd version counters, layouts, error
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import io
 import os
@@ -549,6 +550,43 @@ def test_edits_of_any_parameters_state_between_steps_match_torch(seed):
         results.append([p.detach().clone() for p in ps])
     for ours, theirs in zip(*results):
         assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_steady_state_step_sees_new_gradients_options_and_groups(seed):
+    """What the steady-state check compares, each changed between steps as a training loop
+    might: a parameter without a gradient (frozen) gets one, an option is edited in place, a
+    gradient goes back to None, a group is appended to param_groups directly; every step
+    matches torch.optim.Adam's."""
+    gen = torch.Generator().manual_seed(seed)
+    start = [torch.randn(n, generator=gen) for n in (8, 3, 5)]
+    grads = [[torch.randn(n, generator=gen) for n in (8, 3, 5)] for _ in range(7)]
+    plan = [
+        ({0}, None),
+        ({0}, None),  # steady state: only p0 has a gradient
+        ({0, 1}, None),  # p1 gets its first gradient
+        ({0, 1}, ("lr", 0.05)),  # edited in place, as a scheduler does
+        ({1}, ("betas", (0.8, 0.99))),  # p0's gradient back to None
+        ({0, 1, 2}, "group"),  # p2 in a new group appended to param_groups directly
+        ({0, 1, 2}, None),
+    ]
+    results = []
+    for cls in (ft.Adam, functools.partial(torch.optim.Adam, foreach=False)):
+        ps = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = cls(ps[:2], lr=1e-2)
+        for (with_grad, change), gs in zip(plan, grads):
+            if change == "group":
+                group = {**opt.defaults, "params": [ps[2]]}
+                opt.param_groups.append(group)
+            elif change is not None:
+                opt.param_groups[0][change[0]] = change[1]
+            for i, (p, g) in enumerate(zip(ps, gs)):
+                p.grad = g.clone() if i in with_grad else None
+            opt.step()
+            results.append([p.detach().clone() for p in ps])
+    half = len(results) // 2
+    for ours, theirs in zip(results[:half], results[half:]):
+        for a, b in zip(ours, theirs):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_lr_tensor_changed_in_place_is_read_every_step():

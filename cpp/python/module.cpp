@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     fastadam::python::register_adagrad(m);
     fastadam::python::register_family(m);
     fastadam::python::register_runtime(m);
+    fastadam::python::register_unchanged(m);
 }

@@ -10,4 +10,5 @@ void register_sgd(pybind11::module_& m);
 void register_adagrad(pybind11::module_& m);
 void register_family(pybind11::module_& m);
 void register_runtime(pybind11::module_& m);
+void register_unchanged(pybind11::module_& m);
 }  // namespace fastadam::python
