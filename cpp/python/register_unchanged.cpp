@@ -84,8 +84,8 @@ bool no_grad(PyObject* t, PyObject* name) {
 // group, params a tuple of the group's parameters; tensors, ptrs: the stepped parameters and
 // their data_ptr() values (tuples); dicts: a tuple of (dict, flat items) pairs; others: a tuple
 // of parameters that must have no gradient.
-bool unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors, py::tuple ptrs,
-               py::tuple dicts, py::tuple others) {
+bool same_as_recorded(py::handle groups_now, py::tuple groups, py::tuple tensors, py::tuple ptrs,
+                      py::tuple dicts, py::tuple others) {
     static PyObject* const params_key = PyUnicode_InternFromString("params");
     static PyObject* const data_ptr = PyUnicode_InternFromString("data_ptr");
     static PyObject* const grad = PyUnicode_InternFromString("grad");
@@ -121,15 +121,31 @@ bool unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors, py::t
     return true;
 }
 
+// The stepped parameters' gradients (a list, None entries included) when everything is as
+// recorded, else None.
+py::object unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors, py::tuple ptrs,
+                     py::tuple dicts, py::tuple others) {
+    static PyObject* const grad = PyUnicode_InternFromString("grad");
+    if (!same_as_recorded(groups_now, groups, tensors, ptrs, dicts, others)) return py::none();
+    py::list grads(tensors.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        PyObject* g = PyObject_GetAttr(tensors[i].ptr(), grad);
+        if (g == nullptr) throw py::error_already_set();
+        PyList_SET_ITEM(grads.ptr(), static_cast<Py_ssize_t>(i), g);  // steals the reference
+    }
+    return grads;
+}
+
 }  // namespace
 
 void register_unchanged(py::module_& m) {
     using namespace pybind11::literals;
     m.def("unchanged", &unchanged, "groups_now"_a, "groups"_a, "tensors"_a, "ptrs"_a, "dicts"_a,
           "others"_a,
-          "fastadam.torch's steady-state test: whether the parameter groups (identity, option "
+          "fastadam.torch's steady-state test: when the parameter groups (identity, option "
           "values, parameters), the parameters' data_ptr(), the state dicts' items and the "
-          "gradients of the parameters without state are as recorded.");
+          "gradients of the parameters without state are as recorded, the stepped parameters' "
+          ".grad values (a list); else None.");
 }
 
 }  // namespace fastadam::python

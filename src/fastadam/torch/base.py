@@ -235,7 +235,6 @@ class _Quick:
 
 
 _chain = itertools.chain.from_iterable
-_grad_of = operator.attrgetter("grad")
 _unchanged = _core.unchanged
 _tensor_numpy = torch.Tensor.numpy
 
@@ -535,13 +534,12 @@ class Optimizer(torch.optim.Optimizer):
         if plan is None or plan.state is not self.state:
             return False
         q = plan.quick
-        if q is None or not _unchanged(
-            self.param_groups, q.groups, q.tensors, q.ptrs, q.dicts, q.others
-        ):
+        if q is None:
+            return False
+        grads = _unchanged(self.param_groups, q.groups, q.tensors, q.ptrs, q.dicts, q.others)
+        if grads is None:
             return False  # options, parameters, storage or state changed, or a new gradient
-        tensors = q.tensors
         try:
-            grads = list(map(_grad_of, tensors))
             if q.viewers is None:
                 grads = list(map(_tensor_numpy, grads))
             else:
