@@ -260,4 +260,21 @@ double to_doubles(Lane<T, Tag> x) {
     return static_cast<double>(x.x);
 }
 
+// The lower and upper halves of x's lanes as doubles, each a vector of the register's width.
+// (to_doubles of a float vector is twice a register wide; GCC keeps such a value in memory, so an
+// accumulator of it went through the stack on every iteration.)
+template <class T, int W, class Tag>
+auto to_double_halves(Vec<T, W, Tag> x) {
+    static_assert(W % 2 == 0);
+    typedef T H __attribute__((vector_size(W / 2 * sizeof(T))));
+    typedef double D __attribute__((vector_size(W / 2 * sizeof(double))));
+    H lo, hi;
+    std::memcpy(&lo, &x.r, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&x.r) + sizeof lo, sizeof hi);
+    struct Halves {
+        D lo, hi;
+    };
+    return Halves{__builtin_convertvector(lo, D), __builtin_convertvector(hi, D)};
+}
+
 }  // namespace fastadam::simd

@@ -555,22 +555,45 @@ void probe_range(const AdamTensor<P, S>& t, std::int64_t begin, std::int64_t end
 // holds the 16 sums in 16 / W registers of W doubles; the tail goes lane by lane into the same
 // sums. Every path therefore performs the same additions in the same order.
 
+// The accumulator type of sum_squares: doubles of the register's width.
+template <class Vec, bool split>
+struct SumVector {
+    using type = decltype(to_doubles(Vec{}));
+};
+template <class Vec>
+struct SumVector<Vec, true> {
+    using type = decltype(to_double_halves(Vec{}).lo);
+};
+
 template <class Vec, class Lane, class T>
 SegmentSum sum_squares(const T* data, std::int64_t begin, std::int64_t end) {
     static_assert(kReductionLanes % Vec::width == 0);
     constexpr int regs = kReductionLanes / Vec::width;
     constexpr bool wide = std::is_same_v<T, double>;
-    using D = decltype(to_doubles(Vec{}));
-    std::array<D, regs> acc{}, nonfinite{};
+    // Float lanes widen to two register-wide halves of doubles (lanes 0..W/2-1 and W/2..W-1 of
+    // each vector); double lanes are already register-wide. Either way each of the 16 sums
+    // receives the same elements in the same order.
+    constexpr bool split = !wide && Vec::width > 1;
+    constexpr int parts = split ? 2 : 1;
+    using D = typename SumVector<Vec, split>::type;
+    std::array<D, regs * parts> acc{}, nonfinite{};
     std::int64_t i = begin;
     for (; i + kReductionLanes <= end; i += kReductionLanes) {
         for (int r = 0; r < regs; ++r) {
-            const D x = to_doubles(load_as<Vec>(data + i + r * Vec::width));
-            acc[r] += x * x;
-            if constexpr (wide) nonfinite[r] += x - x;  // NaN once any x is inf or NaN
+            const Vec loaded = load_as<Vec>(data + i + r * Vec::width);
+            if constexpr (split) {
+                const auto x = to_double_halves(loaded);
+                acc[2 * r] += x.lo * x.lo;
+                acc[2 * r + 1] += x.hi * x.hi;
+            } else {
+                const D x = to_doubles(loaded);
+                acc[r] += x * x;
+                if constexpr (wide) nonfinite[r] += x - x;  // NaN once any x is inf or NaN
+            }
         }
     }
     double lanes[kReductionLanes], flags[kReductionLanes];
+    static_assert(sizeof acc == sizeof lanes);
     std::memcpy(lanes, acc.data(), sizeof lanes);
     std::memcpy(flags, nonfinite.data(), sizeof flags);
     for (int j = 0; i < end; ++i, ++j) {
