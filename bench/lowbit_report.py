@@ -4,7 +4,9 @@
     python bench/lowbit_report.py --rounds 5 --skip-accuracy   # a quick look at speed
 
 Speed: one flat parameter of 2**20 and 2**24 elements, median ns per element of one step over
-interleaved rounds, each contestant at 1 and 2 threads (its best is compared):
+interleaved rounds, each contestant at 1 and 2 threads (its best is compared). In each round a
+contestant takes one untimed step (the previous contestant's threads, torch's spinning OpenMP
+workers among them, go idle), then about 50 ms of back-to-back steps are timed:
 
 - ``fastadam f32``: ``fastadam.adam_step`` (float32 p, g, m, v: 28 bytes per element);
 - ``probe f32``: ``fastadam._core.bandwidth_probe``, the same 28 bytes without the math;
@@ -120,12 +122,21 @@ def speed(n, rounds, rng):
     cases = contestants(n, rng)
     times = {(name, k): [] for name in cases for k in (1, 2)}
     keys = list(times)
+    repeat = {}
+    for name, k in keys:  # calibrate: about 50 ms of steps per timing
+        set_threads(k)
+        cases[name]()
+        start = time.perf_counter()
+        cases[name]()
+        repeat[(name, k)] = max(1, min(100, round(0.05 / max(time.perf_counter() - start, 1e-9))))
     for r in range(rounds):
         for name, k in keys[r % len(keys) :] + keys[: r % len(keys)]:  # a rotating order
             set_threads(k)
+            cases[name]()  # settle, untimed: the previous contestant's threads go idle
             start = time.perf_counter()
-            cases[name]()
-            times[(name, k)].append(time.perf_counter() - start)
+            for _ in range(repeat[(name, k)]):
+                cases[name]()
+            times[(name, k)].append((time.perf_counter() - start) / repeat[(name, k)])
     best = {}
     print(f"\n2**{n.bit_length() - 1} elements, median ns/element (1 thread / 2 threads):")
     for name in cases:

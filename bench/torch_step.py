@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     n = sum(int(np.prod(s)) for s in shapes)
     large = report(
-        f"transformer: {len(shapes)} tensors, {n / 1e6:.2f}M parameters (per round: 2 steps)",
-        measure(shapes, repeat=2, rounds=args.rounds),
+        f"transformer: {len(shapes)} tensors, {n / 1e6:.2f}M parameters (per round: 8 steps)",
+        measure(shapes, repeat=8, rounds=args.rounds),
     )
     print("\nratios (how many times faster fastadam.torch.Adam is, each at its best threads):")
     print(f"  1024 elements vs torch fused:     {small['torch fused']:.2f}x")
