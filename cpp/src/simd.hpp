@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "fastadam/half.hpp"
 
@@ -237,11 +238,27 @@ template <class Tag>
 std::int32_t as_signed(std::uint32_t u, Lane<float, Tag>) {
     return static_cast<std::int32_t>(u);
 }
+// The largest of N lanes, halving the vector each time (log2 N dependent maxima where a scan
+// took N - 1: at the end of every 8-bit block that scan was a long scalar chain). The halves
+// are register shuffles.
+template <std::size_t Offset, class V, std::size_t... K>
+auto lanes_from(V v, std::index_sequence<K...>) {
+    return __builtin_shufflevector(v, v, (K + Offset)...);
+}
+template <class T, int N, class V>
+T largest_of(V v) {
+    if constexpr (N == 2) {
+        return v[1] > v[0] ? v[1] : v[0];
+    } else {
+        using Half = std::make_index_sequence<N / 2>;
+        const auto lo = lanes_from<0>(v, Half{});
+        const auto hi = lanes_from<N / 2>(v, Half{});
+        return largest_of<T, N / 2>(hi > lo ? hi : lo);
+    }
+}
 template <class T, int W, class Tag>
 T largest_lane(Vec<T, W, Tag> x) {
-    T m = x.r[0];
-    for (int k = 1; k < W; ++k) m = x.r[k] > m ? x.r[k] : m;
-    return m;
+    if constexpr (W == 1) return x.r[0]; else return largest_of<T, W>(x.r);
 }
 template <class T, class Tag>
 T largest_lane(Lane<T, Tag> x) {
