@@ -83,13 +83,19 @@ def test_kill_during_save_leaves_a_loadable_checkpoint(tmp_path):
             text=True,
         )
         try:
-            saved = 0
+            saved, started, took = 0, 0.0, []
             while saved < 2:  # at least one whole checkpoint exists before the kill
                 line = child.stdout.readline()
                 assert line, "the child stopped early"
-                saved += line.startswith("saved")
+                if line.startswith("saving"):
+                    started = time.perf_counter()
+                elif line.startswith("saved"):
+                    saved += 1
+                    took.append(time.perf_counter() - started)
             assert child.stdout.readline().startswith("saving")
-            time.sleep(rng.uniform(0.0, 0.08))
+            # A kill within 1.5 saves' time: most land during this save on a fast machine or a
+            # slow one (with a fixed 80 ms window, too few kills landed mid-save once, idle).
+            time.sleep(rng.uniform(0.0, 1.5 * min(took)))
             child.send_signal(signal.SIGKILL)
             rest = child.stdout.read()
         finally:
