@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar, Optional, Union
 
 import numpy as np
@@ -337,11 +337,26 @@ class Optimizer:
         """The one native call of a general step, over every parameter of every group and
         dtype: ``arrays`` maps each name of ``_state_arrays`` to one entry per parameter (None
         where the parameter's step uses no such array); ``steps`` are the counts after
-        incrementing (empty unless ``_counts_steps``); ``fresh[i]`` says whether parameter i's
-        state was created for this step; ``hypers[i]`` is its group's ``_hyper_tuple``;
-        ``options`` is ``_options_for(grad_scale)``. The native entry validates every array
-        before it writes anything, and returns the step's report."""
+        incrementing (empty unless ``_counts_steps``; one int stands for every parameter);
+        ``fresh[i]`` says whether parameter i's state was created for this step; ``hypers[i]``
+        is its group's ``_hyper_tuple``; ``options`` is ``_options_for(grad_scale)``. The
+        native entry validates every array before it writes anything, and returns the step's
+        report."""
         raise NotImplementedError
+
+    @classmethod
+    def _bound_native(
+        cls, params: list[np.ndarray], arrays: Mapping[str, list], fresh: list[bool]
+    ) -> Callable[..., StepReport]:
+        """``_native`` (float state, ``self`` None) with the parameters and state lists bound:
+        ``call(grads, steps, hypers, options)``. fastadam.torch's steady-state step reuses it
+        while only the gradients change; a subclass may bind its native entry directly."""
+        native = cls._native
+
+        def call(grads, steps, hypers, options):
+            return native(None, params, grads, arrays, steps, fresh, hypers, options)
+
+        return call
 
     def _fast_call(
         self,

@@ -210,6 +210,7 @@ class _Quick:
         "fresh",
         "groups",
         "hypers",
+        "native",
         "others",
         "params",
         "ptrs",
@@ -217,7 +218,7 @@ class _Quick:
         "viewers",
     )
 
-    def __init__(self, state, groups, slots, others, params, arrays, hypers, bump) -> None:
+    def __init__(self, native_class, state, groups, slots, others, params, arrays, hypers, bump):
         self.groups = tuple(groups)
         self.tensors = tuple(slot.param for slot in slots)
         self.ptrs = tuple(slot.ptr for slot in slots)
@@ -232,6 +233,7 @@ class _Quick:
         self.hypers = hypers
         self.bump = bump
         self.fresh = [False] * len(slots)
+        self.native = native_class._bound_native(params, arrays, self.fresh)
 
 
 _chain = itertools.chain.from_iterable
@@ -525,7 +527,9 @@ class Optimizer(torch.optim.Optimizer):
         state = self.state
         if any(state.get(slot.param) is not slot.state for slot in stepped):
             return
-        plan.quick = _Quick(state, groups, stepped, others, params, arrays, hypers, written)
+        plan.quick = _Quick(
+            self._numpy, state, groups, stepped, others, params, arrays, hypers, written
+        )
 
     def _quick(self) -> bool:
         """The steady-state step: the same parameters, state and options as the last step, only
@@ -559,13 +563,11 @@ class Optimizer(torch.optim.Optimizer):
             c = counts.tolist()
             t = c[0]
             uniform = c.count(t) == len(c)
-            steps = [int(t) + 1] * len(c) if uniform else [int(x) + 1 for x in c]
+            steps = int(t) + 1 if uniform else [int(x) + 1 for x in c]  # int: every set
         else:
             steps = []
         try:
-            report = self._numpy._native(
-                None, q.params, grads, q.arrays, steps, q.fresh, q.hypers, options
-            )
+            report = q.native(grads, steps, q.hypers, options)
         except REFUSED:
             return False  # the general path checks everything and says what is wrong
         self.last_report = report
