@@ -22,6 +22,19 @@ void narrow(F32 x, fastadam::Half* p) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                         _mm512_cvtps_ph(x.r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
+// bfloat16 <-> float32 on integer lanes: one zero-extending load (vpmovzxwd) and one
+// truncating store (vpmovdw), where the generic code of simd.hpp went through 256-bit halves and
+// a pack sequence; the same bits as half.hpp's functions.
+using U32 = fastadam::simd::IntLanes<16>::U32;
+F32 widen(F32, const fastadam::BFloat16* p) {
+    const __m512i h =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return F32::from(_mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+}
+// Every lane holds a value below 2**16, which the truncation keeps.
+void store_bfloat16_bits(F32, U32 rounded, fastadam::BFloat16* p) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16((__m512i)rounded));
+}
 // 8-bit state codes: one byte per int32 lane (vpmovzxbd / vpmovdb).
 using I32 = fastadam::simd::IntLanes<16>::I32;
 I32 load_bytes(F32, const std::uint8_t* p) {
