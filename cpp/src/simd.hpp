@@ -238,21 +238,27 @@ template <class Tag>
 std::int32_t as_signed(std::uint32_t u, Lane<float, Tag>) {
     return static_cast<std::int32_t>(u);
 }
-// The largest of N lanes, halving the vector each time (log2 N dependent maxima where a scan
-// took N - 1: at the end of every 8-bit block that scan was a long scalar chain). The halves
-// are register shuffles.
+// The lower or upper half of a vector's lanes (Offset 0 or N / 2), as a register shuffle.
 template <std::size_t Offset, class V, std::size_t... K>
 auto lanes_from(V v, std::index_sequence<K...>) {
     return __builtin_shufflevector(v, v, (K + Offset)...);
 }
+template <int N, class V>
+auto low_half(V v) {
+    return lanes_from<0>(v, std::make_index_sequence<N / 2>{});
+}
+template <int N, class V>
+auto high_half(V v) {
+    return lanes_from<N / 2>(v, std::make_index_sequence<N / 2>{});
+}
+// The largest of N lanes, halving the vector each time (log2 N dependent maxima where a scan
+// took N - 1: at the end of every 8-bit block that scan was a long scalar chain).
 template <class T, int N, class V>
 T largest_of(V v) {
     if constexpr (N == 2) {
         return v[1] > v[0] ? v[1] : v[0];
     } else {
-        using Half = std::make_index_sequence<N / 2>;
-        const auto lo = lanes_from<0>(v, Half{});
-        const auto hi = lanes_from<N / 2>(v, Half{});
+        const auto lo = low_half<N>(v), hi = high_half<N>(v);
         return largest_of<T, N / 2>(hi > lo ? hi : lo);
     }
 }
@@ -283,15 +289,12 @@ double to_doubles(Lane<T, Tag> x) {
 template <class T, int W, class Tag>
 auto to_double_halves(Vec<T, W, Tag> x) {
     static_assert(W % 2 == 0);
-    typedef T H __attribute__((vector_size(W / 2 * sizeof(T))));
     typedef double D __attribute__((vector_size(W / 2 * sizeof(double))));
-    H lo, hi;
-    std::memcpy(&lo, &x.r, sizeof lo);
-    std::memcpy(&hi, reinterpret_cast<const char*>(&x.r) + sizeof lo, sizeof hi);
     struct Halves {
         D lo, hi;
     };
-    return Halves{__builtin_convertvector(lo, D), __builtin_convertvector(hi, D)};
+    return Halves{__builtin_convertvector(low_half<W>(x.r), D),
+                  __builtin_convertvector(high_half<W>(x.r), D)};
 }
 
 }  // namespace fastadam::simd

@@ -338,9 +338,14 @@ class Optimizer(torch.optim.Optimizer):
         defaults.update(self._numpy._fixed)
         self._numpy._validate(_numbers(defaults))  # torch's messages for a bad hyper-parameter
         self._plan: _Plan | None = None
-        self._option_keys = tuple(defaults)
-        self._group_options = operator.itemgetter(*defaults)  # to spot a group's changes
+        self._set_option_keys(defaults)
         super().__init__(params, defaults)
+
+    def _set_option_keys(self, defaults: dict[str, Any]) -> None:
+        """The group options compared to spot a group's changes: their keys (for the native
+        steady-state check) and a getter of their values."""
+        self._option_keys = tuple(defaults)
+        self._group_options = operator.itemgetter(*self._option_keys)
 
     def _set_precision(self, given: dict[str, Any]) -> None:
         """Sets ``master_weights``, ``skip_nonfinite``, ``max_grad_norm``,
@@ -382,8 +387,7 @@ class Optimizer(torch.optim.Optimizer):
         if precision is not None:  # an unpickled optimizer (load_state_dict keeps the options)
             self._set_precision(precision)
         super().__setstate__(state)
-        self._option_keys = tuple(self.defaults)
-        self._group_options = operator.itemgetter(*self.defaults)
+        self._set_option_keys(self.defaults)
         for group in self.param_groups:  # groups saved by torch lack fastadam's extra options
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
