@@ -55,11 +55,14 @@ void narrow(F32 x, fastadam::BFloat16* p) {
         _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan);
     store_low_halves(_mm256_srli_epi32(_mm256_castps_si256(top), 16), p);
 }
-// 8-bit state codes: one byte per int32 lane (vpmovzxbd; two saturating packs, exact for the
-// codes' range 0-255).
+// 8-bit state codes: one byte per int32 lane (vpmovzxbd or vpmovsxbd; two saturating packs,
+// exact for the codes' range 0-255).
 using I32 = fastadam::simd::IntLanes<8>::I32;
 I32 load_bytes(F32, const std::uint8_t* p) {
     return (I32)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+I32 load_signed_bytes(F32, const std::uint8_t* p) {
+    return (I32)_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 void store_bytes(F32, I32 c, std::uint8_t* p) {
     const __m256i x = (__m256i)c;

@@ -35,10 +35,13 @@ F32 widen(F32, const fastadam::BFloat16* p) {
 void store_bfloat16_bits(F32, U32 rounded, fastadam::BFloat16* p) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16((__m512i)rounded));
 }
-// 8-bit state codes: one byte per int32 lane (vpmovzxbd / vpmovdb).
+// 8-bit state codes: one byte per int32 lane (vpmovzxbd or vpmovsxbd / vpmovdb).
 using I32 = fastadam::simd::IntLanes<16>::I32;
 I32 load_bytes(F32, const std::uint8_t* p) {
     return (I32)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+I32 load_signed_bytes(F32, const std::uint8_t* p) {
+    return (I32)_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 void store_bytes(F32, I32 c, std::uint8_t* p) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8((__m512i)c));

@@ -158,7 +158,7 @@ template <int W, class Tag>
 
 // --- int32 lanes for the 8-bit state codes (lowbit_math.hpp) ---------------------------------
 // IntOf<V>: the int32 lanes (I) and uint32 lanes (U) of a float value type; int_bits/from_bits
-// reinterpret; load_bytes/store_bytes move one code byte per lane; low_index gives the low words
+// reinterpret; load_bytes/store_bytes move one code byte per lane (load_signed_bytes sign-extends); low_index gives the low words
 // of the element indices i, i + 1, ...; largest_lane the largest lane of a non-negative value.
 template <class V>
 struct IntOf;
@@ -206,6 +206,18 @@ typename IntLanes<W>::I32 load_bytes(Vec<float, W, Tag>, const std::uint8_t* p) 
 template <class Tag>
 std::int32_t load_bytes(Lane<float, Tag>, const std::uint8_t* p) {
     return *p;
+}
+// The same bytes read as int8 and sign-extended (bit 7 becomes bits 8-31).
+template <int W, class Tag>
+typename IntLanes<W>::I32 load_signed_bytes(Vec<float, W, Tag>, const std::uint8_t* p) {
+    typedef std::int8_t S8 __attribute__((vector_size(W)));
+    S8 b;
+    std::memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, typename IntLanes<W>::I32);
+}
+template <class Tag>
+std::int32_t load_signed_bytes(Lane<float, Tag>, const std::uint8_t* p) {
+    return static_cast<std::int8_t>(*p);
 }
 template <int W>
 void store_bytes(typename IntLanes<W>::I32 c, std::uint8_t* p) {

@@ -207,12 +207,36 @@ struct CodedState {
 
 template <class V>
 V decode_m(const CodedState& s, std::int64_t i, V scale) {
-    return from_bits(V{}, lowbit::decode_exp_avg(load_bytes(V{}, s.codes + i))) * scale;
+    return from_bits(V{}, lowbit::decode_exp_avg(load_signed_bytes(V{}, s.codes + i))) * scale;
 }
 template <class V>
 V decode_v(const CodedState& s, std::int64_t i, V scale) {
     return from_bits(V{}, lowbit::decode_exp_avg_sq(load_bytes(V{}, s.codes + i))) * scale;
 }
+
+// The rounding words r = (index + key) * kWeyl of a block's elements in sweep order. Whole
+// vectors come in order, and r(i + n) = r(i) + n * kWeyl (mod 2**32), so each vector adds one
+// constant where lowbit::state_random multiplies; tail lanes use state_random itself.
+template <class Vec, class Lane>
+class WeylStream {
+    using U = decltype(lowbit::state_random(low_index(Vec{}, 0), 0u));
+    U next_;
+    std::uint32_t key_;
+
+public:
+    WeylStream(std::int64_t start, std::uint32_t key)
+        : next_(lowbit::state_random(low_index(Vec{}, start), key)), key_(key) {}
+    template <class V>
+    auto next(std::int64_t i) {
+        if constexpr (std::is_same_v<V, Vec>) {
+            const U r = next_;
+            next_ += static_cast<std::uint32_t>(Vec::width) * lowbit::kWeyl;
+            return r;
+        } else {
+            return lowbit::state_random(low_index(Lane{}, i), key_);
+        }
+    }
+};
 
 template <class Var, class Vec, class Lane, bool Amsgrad, class Tensor>
 void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
@@ -247,10 +271,10 @@ void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
         float m_new = m_max.value(), v_new = v_max.value(), x_new = x_max.value();
         const S m_inv(lowbit::inverse_scale(m_new)), v_inv(lowbit::inverse_scale(v_new));
         const S x_inv(Amsgrad ? lowbit::inverse_scale(x_new) : 0.0f);
-        const std::uint32_t key = lowbit::block_key(t.state_key, start);
+        WeylStream<Vec, Lane> random(start, lowbit::block_key(t.state_key, start));
         sweep<Vec, Lane>(start, stop, [&](auto tag, std::int64_t i) {
             using V = decltype(tag);
-            const auto r = lowbit::state_random(low_index(V{}, i), key);
+            const auto r = random.template next<V>(i);
             const auto m_up = as_signed(lowbit::exp_avg_offset(r), V{});
             const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), V{});
             const V m = V::load(m_buf + (i - start)), v = V::load(v_buf + (i - start));

@@ -47,12 +47,20 @@ constexpr std::int32_t kExpAvgSqBase = kOneBits - (kExpAvgSqMax << kExpAvgSqShif
 constexpr std::uint32_t kWeyl = 0x9E3779B1u;
 constexpr std::uint32_t kNearest = 0x80100000u;
 
+// Lane-wise maximum and minimum, in the form compilers turn into one pmaxsd / pminsd.
+template <class I>
+FASTADAM_HD I larger(I a, I b) {
+    return a > b ? a : b;
+}
+template <class I>
+FASTADAM_HD I smaller(I a, I b) {
+    return a < b ? a : b;
+}
+
 template <class I>
 FASTADAM_HD I clamp_code(I c, std::int32_t top) {
     const I zero = c - c;  // zero and `top` in I's shape, from scalars
-    const I hi = zero + top;
-    c = c < zero ? zero : c;
-    return c > hi ? hi : c;
+    return smaller(larger(c, zero), zero + top);
 }
 
 // The rounding offsets of m and v from r (U: uint32_t or a vector of them).
@@ -72,12 +80,13 @@ FASTADAM_HD I encode_exp_avg(I m_bits, I y_bits, I offset) {
     return c | ((m_bits >> 24) & 0x80);
 }
 
-// The bits of m / scale from its byte.
+// The bits of m / scale from its byte, read as a signed byte (sign-extended: the byte's sign
+// bit is already bit 31, where m's sign goes, which saves a mask and a shift per vector).
 template <class I>
-FASTADAM_HD I decode_exp_avg(I code) {
-    const I c = code & 0x7F, zero = c - c;
+FASTADAM_HD I decode_exp_avg(I signed_code) {
+    const I c = signed_code & 0x7F, zero = c - c;
     const I magnitude = c != zero ? kExpAvgBase + (c << kExpAvgShift) : zero;
-    return magnitude | ((code & 0x80) << 24);
+    return magnitude | (signed_code & static_cast<std::int32_t>(0x80000000u));
 }
 
 // The v byte from the bits of v (non-negative), of y = v / scale, and its rounding offset. A
@@ -85,11 +94,9 @@ FASTADAM_HD I decode_exp_avg(I code) {
 template <class I>
 FASTADAM_HD I encode_exp_avg_sq(I v_bits, I y_bits, I offset) {
     const I c = (y_bits - kExpAvgSqBase + offset) >> kExpAvgSqShift;
-    const I one = c - c + 1;
-    const I floor = v_bits < one ? v_bits : one;
-    const I top = one + (kExpAvgSqMax - 1);
-    const I low = c > floor ? c : floor;
-    return low < top ? low : top;
+    const I zero = c - c;
+    const I floor = smaller(v_bits, zero + 1);  // 0 for v = 0, else 1
+    return smaller(larger(c, floor), zero + kExpAvgSqMax);
 }
 
 // The bits of v / scale from its byte.
