@@ -69,6 +69,15 @@ void store_bytes(F32, I32 c, std::uint8_t* p) {
     const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(words, words));
 }
+// A float vector's lower and upper four lanes as doubles: two vcvtps2pd ymm and one extract
+// (GCC 12 builds the generic code from 64-bit pieces: four conversions, two inserts).
+struct DoubleHalves {
+    F64::Register lo, hi;
+};
+DoubleHalves to_double_halves(F32 x) {
+    return {(F64::Register)_mm256_cvtps_pd(_mm256_castps256_ps128(x.r)),
+            (F64::Register)_mm256_cvtps_pd(_mm256_extractf128_ps(x.r, 1))};
+}
 }  // namespace
 
 FASTADAM_DEFINE_RANGE_KERNELS(isa_avx2, F32, F64, L<float>, L<double>)

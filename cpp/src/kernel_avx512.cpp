@@ -46,6 +46,17 @@ I32 load_signed_bytes(F32, const std::uint8_t* p) {
 void store_bytes(F32, I32 c, std::uint8_t* p) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8((__m512i)c));
 }
+// A float vector's lower and upper eight lanes as doubles: two vcvtps2pd zmm and one extract
+// (GCC 12 builds the generic code from 128-bit pieces: four conversions, two inserts; the
+// gradient pre-pass spent twice its time there).
+struct DoubleHalves {
+    F64::Register lo, hi;
+};
+DoubleHalves to_double_halves(F32 x) {
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x.r), 1));
+    return {(F64::Register)_mm512_cvtps_pd(_mm512_castps512_ps256(x.r)),
+            (F64::Register)_mm512_cvtps_pd(hi)};
+}
 }  // namespace
 
 FASTADAM_DEFINE_RANGE_KERNELS(isa_avx512, F32, F64, L<float>, L<double>)
