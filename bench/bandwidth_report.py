@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         import mixed_report
 
         print("\nmixed precision at n=2**24 (bench/mixed_report.py):")
-        mixed_json = RESULTS / "mixed.json"
+        # (beside the report's own JSON)
+        mixed_json = (Path(args.json).parent if args.json else RESULTS) / "mixed.json"
         mixed_report.main(["--log2", "24", "--rounds", str(rounds), "--json", str(mixed_json)])
         info["mixed_json"] = str(mixed_json)
     elapsed = time.perf_counter() - started

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
@@ -185,6 +186,7 @@ def main() -> int:
         for r in results:
             report(r)
         if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             with open(args.json, "w") as f:
                 json.dump({"world": WORLD, "threads": threads, "results": results}, f, indent=1)
     return 0

@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -280,6 +281,7 @@ def main(argv=None) -> int:
                 f"{new * 1e3:.2f} ms ({new / old:.3f}x)"
             )
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump([{k: v for k, v in r.items() if k != "call"} for r in rows], f, indent=1)
     return 0
