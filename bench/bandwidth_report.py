@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         import mixed_report
 
         print("\nmixed precision at n=2**24 (bench/mixed_report.py):")
-        # (beside the report's own JSON)
+        # Written beside the report's own JSON.
         mixed_json = (Path(args.json).parent if args.json else RESULTS) / "mixed.json"
         mixed_report.main(["--log2", "24", "--rounds", str(rounds), "--json", str(mixed_json)])
         info["mixed_json"] = str(mixed_json)

@@ -158,8 +158,9 @@ template <int W, class Tag>
 
 // --- int32 lanes for the 8-bit state codes (lowbit_math.hpp) ---------------------------------
 // IntOf<V>: the int32 lanes (I) and uint32 lanes (U) of a float value type; int_bits/from_bits
-// reinterpret; load_bytes/store_bytes move one code byte per lane (load_signed_bytes sign-extends); low_index gives the low words
-// of the element indices i, i + 1, ...; largest_lane the largest lane of a non-negative value.
+// reinterpret; load_bytes/store_bytes move one code byte per lane (load_signed_bytes
+// sign-extends it); low_index gives the low words of the element indices i, i + 1, ...;
+// largest_lane the largest lane of a non-negative value.
 template <class V>
 struct IntOf;
 template <int W, class Tag>
