@@ -20,8 +20,8 @@ bool cpu_supports(Isa isa) {
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
-        case Isa::avx512:
-            return __builtin_cpu_supports("avx512f");
+        case Isa::avx512:  // byte and word lanes (the 8-bit codes' packs) need AVX-512BW
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #endif
 #if defined(FASTADAM_HAVE_NEON)
         case Isa::neon:

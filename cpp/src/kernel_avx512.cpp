@@ -1,4 +1,5 @@
-// AVX-512 path: 16 floats / 8 doubles per zmm register. Built with -mavx512f.
+// AVX-512 path: 16 floats / 8 doubles per zmm register. Built with -mavx512f -mavx512bw
+// (every AVX-512 server CPU since Skylake-SP has both; dispatch.cpp checks both).
 #include <immintrin.h>
 
 #include "update_loop.hpp"
@@ -45,6 +46,37 @@ I32 load_signed_bytes(F32, const std::uint8_t* p) {
 }
 void store_bytes(F32, I32 c, std::uint8_t* p) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8((__m512i)c));
+}
+// Four vectors of 8-bit codes narrowed at once (update_loop.hpp: NarrowsCodeGroups). Signed
+// saturation to int16, then to uint8 (or int8), clamps a code to [0, 255] on the way (the
+// codes of lowbit_math.hpp before their clamps lie far inside int32), so m's clamp to 127, its
+// sign, and v's floor cost one byte-wise instruction per 64 elements each. The packs work within
+// 128-bit lanes: lane L holds elements 4L..4L+3 of each of the four vectors, which one dword
+// permutation puts back in order.
+__m512i packed_bytes_signed(const I32 (&x)[4]) {
+    return _mm512_packs_epi16(_mm512_packs_epi32((__m512i)x[0], (__m512i)x[1]),
+                              _mm512_packs_epi32((__m512i)x[2], (__m512i)x[3]));
+}
+__m512i packed_bytes_clamped(const I32 (&x)[4]) {
+    return _mm512_packus_epi16(_mm512_packs_epi32((__m512i)x[0], (__m512i)x[1]),
+                               _mm512_packs_epi32((__m512i)x[2], (__m512i)x[3]));
+}
+void store_in_order(__m512i packed, std::uint8_t* p) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_si512(p, _mm512_permutexvar_epi32(order, packed));
+}
+void store_exp_avg_group(F32, const I32 (&codes)[4], const I32 (&m_bits)[4], std::uint8_t* p) {
+    const __m512i magnitude =
+        _mm512_min_epu8(packed_bytes_clamped(codes), _mm512_set1_epi8(fastadam::lowbit::kExpAvgMax));
+    // A negative m's bits stay negative through signed saturation: bit 7 of its byte.
+    const __m512i sign = packed_bytes_signed(m_bits);
+    store_in_order(_mm512_ternarylogic_epi32(magnitude, sign, _mm512_set1_epi8(char(0x80)), 0xF8),
+                   p);
+}
+void store_exp_avg_sq_group(F32, const I32 (&codes)[4], const I32 (&v_bits)[4], std::uint8_t* p) {
+    // Non-zero bits stay non-zero through saturation: the floor is 1 exactly where they are.
+    const __m512i floor = _mm512_min_epu8(packed_bytes_signed(v_bits), _mm512_set1_epi8(1));
+    store_in_order(_mm512_max_epu8(packed_bytes_clamped(codes), floor), p);
 }
 // A float vector's lower and upper eight lanes as doubles: two vcvtps2pd zmm and one extract
 // (GCC 12 builds the generic code from 128-bit pieces: four conversions, two inserts; the

@@ -16,7 +16,7 @@ namespace fastadam::simd {
 
 // W lanes of T in one register, using GCC/Clang vector extensions: + - * / compile to the
 // instructions of the flags the including file is built with (ymm for -mavx2, zmm for
-// -mavx512f). sqrt_of is supplied per ISA by the kernel file, next to its tag.
+// -mavx512f -mavx512bw). sqrt_of is supplied per ISA by the kernel file, next to its tag.
 template <class T, int W, class IsaTag>
 struct Vec {
     typedef T Register __attribute__((vector_size(W * sizeof(T))));

@@ -238,6 +238,19 @@ public:
     }
 };
 
+// A vector type whose kernel file narrows kCodeGroup vectors of codes at once: its
+// store_exp_avg_group(V{}, codes, m_bits, p) and store_exp_avg_sq_group(V{}, codes, v_bits, p)
+// store the bytes of lowbit::encode_exp_avg and encode_exp_avg_sq from the unclamped codes and
+// the bits of the values (AVX-512: saturating packs clamp four vectors in a few instructions,
+// where each vector's own clamps and narrowing move took eleven).
+constexpr int kCodeGroup = 4;
+template <class V>
+concept NarrowsCodeGroups = requires(V v, const decltype(int_bits(V{})) (&x)[kCodeGroup],
+                                     std::uint8_t* p) {
+    store_exp_avg_group(v, x, x, p);
+    store_exp_avg_sq_group(v, x, x, p);
+};
+
 template <class Var, class Vec, class Lane, bool Amsgrad, class Tensor>
 void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
     constexpr std::int64_t block = lowbit::kBlock;
@@ -272,7 +285,37 @@ void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
         const S m_inv(lowbit::inverse_scale(m_new)), v_inv(lowbit::inverse_scale(v_new));
         const S x_inv(Amsgrad ? lowbit::inverse_scale(x_new) : 0.0f);
         WeylStream<Vec, Lane> random(start, lowbit::block_key(t.state_key, start));
-        sweep<Vec, Lane>(start, stop, [&](auto tag, std::int64_t i) {
+        std::int64_t grouped = start;  // codes written up to here by whole groups
+        if constexpr (NarrowsCodeGroups<Vec>) {
+            // Whole groups of kCodeGroup vectors: the codes before their clamps, then one
+            // clamp-and-narrow per group and state.
+            using I = decltype(int_bits(Vec{}));
+            constexpr std::int64_t span = kCodeGroup * Vec::width;
+            for (std::int64_t& i = grouped; i + span <= stop; i += span) {
+                I m_code[kCodeGroup], m_bits[kCodeGroup], v_code[kCodeGroup], v_bits[kCodeGroup];
+                I x_code[kCodeGroup], x_bits[kCodeGroup];
+                for (int k = 0; k < kCodeGroup; ++k) {
+                    const std::int64_t at = i + k * Vec::width - start;
+                    const auto r = random.template next<Vec>(i + k * Vec::width);
+                    const auto m_up = as_signed(lowbit::exp_avg_offset(r), Vec{});
+                    const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), Vec{});
+                    const Vec m = Vec::load(m_buf + at), v = Vec::load(v_buf + at);
+                    m_bits[k] = int_bits(m);
+                    m_code[k] = lowbit::exp_avg_unclamped(int_bits(magnitude(m) * m_inv.vec), m_up);
+                    v_bits[k] = int_bits(v);
+                    v_code[k] = lowbit::exp_avg_sq_unclamped(int_bits(v * v_inv.vec), v_up);
+                    if constexpr (Amsgrad) {
+                        const Vec x = Vec::load(x_buf + at);
+                        x_bits[k] = int_bits(x);
+                        x_code[k] = lowbit::exp_avg_sq_unclamped(int_bits(x * x_inv.vec), v_up);
+                    }
+                }
+                store_exp_avg_group(Vec{}, m_code, m_bits, ms.codes + i);
+                store_exp_avg_sq_group(Vec{}, v_code, v_bits, vs.codes + i);
+                if constexpr (Amsgrad) store_exp_avg_sq_group(Vec{}, x_code, x_bits, xs.codes + i);
+            }
+        }
+        sweep<Vec, Lane>(grouped, stop, [&](auto tag, std::int64_t i) {
             using V = decltype(tag);
             const auto r = random.template next<V>(i);
             const auto m_up = as_signed(lowbit::exp_avg_offset(r), V{});

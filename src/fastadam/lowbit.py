@@ -116,9 +116,9 @@ def encode(
     if shift == 22:  # m: the top 22 bits of r, the sign in bit 7
         c = np.clip((y_bits - base + (r >> 10)) >> shift, 0, top)
         codes = c | np.where(np.signbit(x), 0x80, 0)
-    else:  # v: the low 21 bits of r; a non-zero v keeps a code >= 1
+    else:  # v: the low 21 bits of r; non-zero bits keep a code >= 1
         c = (y_bits - base + (r & 0x1FFFFF)) >> shift
-        codes = np.clip(c, np.minimum(x.view(np.int32), 1), top)
+        codes = np.clip(c, np.minimum(x.view(np.uint32), 1).astype(np.int64), top)
     return codes.astype(np.uint8), scales.astype(np.float32)
 
 
