@@ -275,6 +275,15 @@ T largest_of(V v) {
         return largest_of<T, N / 2>(hi > lo ? hi : lo);
     }
 }
+// The largest of the uint32 lanes of a float vector's shape (the first argument carries the type).
+template <int W, class Tag>
+std::uint32_t largest_unsigned_lane(Vec<float, W, Tag>, typename IntLanes<W>::U32 u) {
+    if constexpr (W == 1) return u[0]; else return largest_of<std::uint32_t, W>(u);
+}
+template <class Tag>
+std::uint32_t largest_unsigned_lane(Lane<float, Tag>, std::uint32_t u) {
+    return u;
+}
 template <class T, int W, class Tag>
 T largest_lane(Vec<T, W, Tag> x) {
     if constexpr (W == 1) return x.r[0]; else return largest_of<T, W>(x.r);
