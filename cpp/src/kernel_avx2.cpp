@@ -69,6 +69,34 @@ void store_bytes(F32, I32 c, std::uint8_t* p) {
     const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(words, words));
 }
+// Four vectors of 8-bit codes narrowed at once (update_loop.hpp: NarrowsCodeGroups), as the
+// AVX-512 file does: signed saturation to int16, then to uint8 (or int8), clamps to [0, 255] on
+// the way; the packs work within 128-bit lanes (lane L holds elements 4L..4L+3 of each vector),
+// and one dword permutation restores the order.
+__m256i packed_bytes_signed(const I32 (&x)[4]) {
+    return _mm256_packs_epi16(_mm256_packs_epi32((__m256i)x[0], (__m256i)x[1]),
+                              _mm256_packs_epi32((__m256i)x[2], (__m256i)x[3]));
+}
+__m256i packed_bytes_clamped(const I32 (&x)[4]) {
+    return _mm256_packus_epi16(_mm256_packs_epi32((__m256i)x[0], (__m256i)x[1]),
+                               _mm256_packs_epi32((__m256i)x[2], (__m256i)x[3]));
+}
+void store_in_order(__m256i packed, std::uint8_t* p) {
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_permutevar8x32_epi32(packed, order));
+}
+void store_exp_avg_group(F32, const I32 (&codes)[4], const I32 (&m_bits)[4], std::uint8_t* p) {
+    const __m256i magnitude =
+        _mm256_min_epu8(packed_bytes_clamped(codes), _mm256_set1_epi8(fastadam::lowbit::kExpAvgMax));
+    // A negative m's bits stay negative through signed saturation: bit 7 of its byte.
+    const __m256i sign = _mm256_and_si256(packed_bytes_signed(m_bits), _mm256_set1_epi8(char(0x80)));
+    store_in_order(_mm256_or_si256(magnitude, sign), p);
+}
+void store_exp_avg_sq_group(F32, const I32 (&codes)[4], const I32 (&v_bits)[4], std::uint8_t* p) {
+    // Non-zero bits stay non-zero through saturation: the floor is 1 exactly where they are.
+    const __m256i floor = _mm256_min_epu8(packed_bytes_signed(v_bits), _mm256_set1_epi8(1));
+    store_in_order(_mm256_max_epu8(packed_bytes_clamped(codes), floor), p);
+}
 // A float vector's lower and upper four lanes as doubles: two vcvtps2pd ymm and one extract
 // (GCC 12 builds the generic code from 64-bit pieces: four conversions, two inserts).
 struct DoubleHalves {

@@ -265,8 +265,8 @@ public:
 // A vector type whose kernel file narrows kCodeGroup vectors of codes at once: its
 // store_exp_avg_group(V{}, codes, m_bits, p) and store_exp_avg_sq_group(V{}, codes, v_bits, p)
 // store the bytes of lowbit::encode_exp_avg and encode_exp_avg_sq from the unclamped codes and
-// the bits of the values (AVX-512: saturating packs clamp four vectors in a few instructions,
-// where each vector's own clamps and narrowing move took eleven).
+// the bits of the values (AVX-512 and AVX2: saturating packs clamp four vectors in a few
+// instructions, where each vector's own clamps and narrowing took up to eleven).
 constexpr int kCodeGroup = 4;
 template <class V>
 concept NarrowsCodeGroups = requires(V v, const decltype(int_bits(V{})) (&x)[kCodeGroup],
