@@ -264,8 +264,8 @@ public:
 
 // A vector type whose kernel file narrows kCodeGroup vectors of codes at once: its
 // store_exp_avg_group(V{}, codes, m_bits, p) and store_exp_avg_sq_group(V{}, codes, v_bits, p)
-// store the bytes of lowbit::encode_exp_avg and encode_exp_avg_sq from the unclamped codes and
-// the bits of the values (AVX-512 and AVX2: saturating packs clamp four vectors in a few
+// store the bytes of lowbit::encode_exp_avg and encode_exp_avg_sq from the bits of the values
+// and their unclamped codes (AVX-512 and AVX2: saturating packs clamp four vectors in a few
 // instructions, where each vector's own clamps and narrowing took up to eleven).
 constexpr int kCodeGroup = 4;
 template <class V>
@@ -310,30 +310,41 @@ void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
         const S m_inv(lowbit::inverse_scale(m_new)), v_inv(lowbit::inverse_scale(v_new));
         const S x_inv(Amsgrad ? lowbit::inverse_scale(x_new) : 0.0f);
         WeylStream<Vec, Lane> random(start, lowbit::block_key(t.state_key, start));
+        // The bits of m, v (and vmax) at i and their codes before the clamps.
+        auto unclamped = [&](auto tag, std::int64_t i) {
+            using V = decltype(tag);
+            using I = decltype(int_bits(V{}));
+            struct {
+                I m_bits, m_code, v_bits, v_code, x_bits, x_code;
+            } c{};
+            const auto r = random.template next<V>(i);
+            const auto m_up = as_signed(lowbit::exp_avg_offset(r), V{});
+            const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), V{});
+            const V m = V::load(m_buf + (i - start)), v = V::load(v_buf + (i - start));
+            c.m_bits = int_bits(m);
+            c.m_code = lowbit::exp_avg_unclamped(int_bits(magnitude(m) * m_inv.template get<V>()), m_up);
+            c.v_bits = int_bits(v);
+            c.v_code = lowbit::exp_avg_sq_unclamped(int_bits(v * v_inv.template get<V>()), v_up);
+            if constexpr (Amsgrad) {
+                const V x = V::load(x_buf + (i - start));
+                c.x_bits = int_bits(x);
+                c.x_code = lowbit::exp_avg_sq_unclamped(int_bits(x * x_inv.template get<V>()), v_up);
+            }
+            return c;
+        };
         std::int64_t grouped = start;  // codes written up to here by whole groups
         if constexpr (NarrowsCodeGroups<Vec>) {
-            // Whole groups of kCodeGroup vectors: the codes before their clamps, then one
-            // clamp-and-narrow per group and state.
+            // Whole groups of kCodeGroup vectors: one clamp-and-narrow per group and state.
             using I = decltype(int_bits(Vec{}));
             constexpr std::int64_t span = kCodeGroup * Vec::width;
             for (std::int64_t& i = grouped; i + span <= stop; i += span) {
                 I m_code[kCodeGroup], m_bits[kCodeGroup], v_code[kCodeGroup], v_bits[kCodeGroup];
                 I x_code[kCodeGroup], x_bits[kCodeGroup];
                 for (int k = 0; k < kCodeGroup; ++k) {
-                    const std::int64_t at = i + k * Vec::width - start;
-                    const auto r = random.template next<Vec>(i + k * Vec::width);
-                    const auto m_up = as_signed(lowbit::exp_avg_offset(r), Vec{});
-                    const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), Vec{});
-                    const Vec m = Vec::load(m_buf + at), v = Vec::load(v_buf + at);
-                    m_bits[k] = int_bits(m);
-                    m_code[k] = lowbit::exp_avg_unclamped(int_bits(magnitude(m) * m_inv.vec), m_up);
-                    v_bits[k] = int_bits(v);
-                    v_code[k] = lowbit::exp_avg_sq_unclamped(int_bits(v * v_inv.vec), v_up);
-                    if constexpr (Amsgrad) {
-                        const Vec x = Vec::load(x_buf + at);
-                        x_bits[k] = int_bits(x);
-                        x_code[k] = lowbit::exp_avg_sq_unclamped(int_bits(x * x_inv.vec), v_up);
-                    }
+                    const auto c = unclamped(Vec{}, i + k * Vec::width);
+                    m_bits[k] = c.m_bits, m_code[k] = c.m_code;
+                    v_bits[k] = c.v_bits, v_code[k] = c.v_code;
+                    x_bits[k] = c.x_bits, x_code[k] = c.x_code;
                 }
                 store_exp_avg_group(Vec{}, m_code, m_bits, ms.codes + i);
                 store_exp_avg_sq_group(Vec{}, v_code, v_bits, vs.codes + i);
@@ -341,20 +352,11 @@ void adam8bit_sweep(const Tensor& t, std::int64_t begin, std::int64_t end) {
             }
         }
         sweep<Vec, Lane>(grouped, stop, [&](auto tag, std::int64_t i) {
-            using V = decltype(tag);
-            const auto r = random.template next<V>(i);
-            const auto m_up = as_signed(lowbit::exp_avg_offset(r), V{});
-            const auto v_up = as_signed(lowbit::exp_avg_sq_offset(r), V{});
-            const V m = V::load(m_buf + (i - start)), v = V::load(v_buf + (i - start));
-            const auto m_y = int_bits(magnitude(m) * m_inv.template get<V>());
-            store_bytes(V{}, lowbit::encode_exp_avg(int_bits(m), m_y, m_up), ms.codes + i);
-            const auto v_y = int_bits(v * v_inv.template get<V>());
-            store_bytes(V{}, lowbit::encode_exp_avg_sq(int_bits(v), v_y, v_up), vs.codes + i);
-            if constexpr (Amsgrad) {
-                const V x = V::load(x_buf + (i - start));
-                const auto x_y = int_bits(x * x_inv.template get<V>());
-                store_bytes(V{}, lowbit::encode_exp_avg_sq(int_bits(x), x_y, v_up), xs.codes + i);
-            }
+            const auto c = unclamped(tag, i);
+            store_bytes(tag, lowbit::encode_exp_avg(c.m_bits, c.m_code), ms.codes + i);
+            store_bytes(tag, lowbit::encode_exp_avg_sq(c.v_bits, c.v_code), vs.codes + i);
+            if constexpr (Amsgrad)
+                store_bytes(tag, lowbit::encode_exp_avg_sq(c.x_bits, c.x_code), xs.codes + i);
         });
         ms.scales[b] = m_new;
         vs.scales[b] = v_new;

@@ -73,22 +73,17 @@ FASTADAM_HD U exp_avg_sq_offset(U r) {
     return r & ((1u << kExpAvgSqShift) - 1);
 }
 
-// The m byte in two parts, which a vector path may clamp and narrow in one step for several
-// vectors (saturating packs): the magnitude code before its clamp to [0, 127], from the bits of
-// y = |m| / scale and its rounding offset, and the sign bit 0x80 from the bits of m.
+// The m byte in two steps, so that a vector path may do the second for several vectors at once
+// (saturating packs): the magnitude code before its clamp to [0, 127], from the bits of
+// y = |m| / scale and its rounding offset; then the byte, from that code and the bits of m (its
+// sign is bit 7).
 template <class I>
 FASTADAM_HD I exp_avg_unclamped(I y_bits, I offset) {
     return (y_bits - kExpAvgBase + offset) >> kExpAvgShift;
 }
 template <class I>
-FASTADAM_HD I exp_avg_sign(I m_bits) {
-    return (m_bits >> 24) & 0x80;
-}
-
-// The m byte from the bits of m (for its sign), of y = |m| / scale, and its rounding offset.
-template <class I>
-FASTADAM_HD I encode_exp_avg(I m_bits, I y_bits, I offset) {
-    return clamp_code(exp_avg_unclamped(y_bits, offset), kExpAvgMax) | exp_avg_sign(m_bits);
+FASTADAM_HD I encode_exp_avg(I m_bits, I unclamped) {
+    return clamp_code(unclamped, kExpAvgMax) | ((m_bits >> 24) & 0x80);
 }
 
 // The bits of m / scale from its byte, read as a signed byte (sign-extended: the byte's sign
@@ -100,24 +95,17 @@ FASTADAM_HD I decode_exp_avg(I signed_code) {
     return magnitude | (signed_code & static_cast<std::int32_t>(0x80000000u));
 }
 
-// The v byte in parts, as for m: the code before its clamp to [floor, 255], from the bits of
-// y = v / scale and its rounding offset; and the floor, 1 where the bits of v are not 0 (a
-// non-zero v keeps a code >= 1), else 0.
+// The v byte in two steps, as for m: the code before its clamp to [floor, 255], from the bits of
+// y = v / scale and its rounding offset; then the byte, from that code and the bits of v, whose
+// floor is 1 where those bits are not 0 (a non-zero v keeps a code >= 1), else 0.
 template <class I>
 FASTADAM_HD I exp_avg_sq_unclamped(I y_bits, I offset) {
     return (y_bits - kExpAvgSqBase + offset) >> kExpAvgSqShift;
 }
 template <class I>
-FASTADAM_HD I nonzero_floor(I v_bits) {
-    const I zero = v_bits - v_bits;
-    return (v_bits != zero) & (zero + 1);
-}
-
-// The v byte from the bits of v, of y = v / scale, and its rounding offset.
-template <class I>
-FASTADAM_HD I encode_exp_avg_sq(I v_bits, I y_bits, I offset) {
-    const I floor = nonzero_floor(v_bits), zero = floor - floor;
-    return smaller(larger(exp_avg_sq_unclamped(y_bits, offset), floor), zero + kExpAvgSqMax);
+FASTADAM_HD I encode_exp_avg_sq(I v_bits, I unclamped) {
+    const I zero = v_bits - v_bits, floor = (v_bits != zero) & (zero + 1);
+    return smaller(larger(unclamped, floor), zero + kExpAvgSqMax);
 }
 
 // The bits of v / scale from its byte.
