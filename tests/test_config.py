@@ -39,7 +39,7 @@ def test_available_isas():
     isas = fastadam.available_isas()
     assert isas[-1] == "scalar", "the portable path is always available, and last"
     assert len(set(isas)) == len(isas)
-    assert set(isas) <= {"avx512", "avx2", "neon", "scalar"}
+    assert set(isas) <= {"avx512bf16", "avx512", "avx2", "neon", "scalar"}
     assert fastadam.get_isa() in isas
 
 
@@ -63,7 +63,7 @@ def test_fastadam_isa_env_forces_a_path(name):
 
 @pytest.mark.parametrize(
     "value",
-    ["bogus", "AVX2"] + sorted({"avx512", "avx2", "neon"} - set(fastadam.available_isas())),
+    ["bogus", "AVX2"] + sorted({"avx512bf16", "avx512", "avx2", "neon"} - set(fastadam.available_isas())),
 )
 def test_fastadam_isa_env_rejects_unknown_or_unsupported(value):
     result = run_python("import fastadam", FASTADAM_ISA=value)

@@ -23,6 +23,10 @@ bool cpu_supports(Isa isa) {
         case Isa::avx512:  // byte and word lanes (the 8-bit codes' packs) need AVX-512BW
             return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #endif
+#if defined(FASTADAM_HAVE_AVX512_BF16)
+        case Isa::avx512_bf16:
+            return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
+#endif
 #if defined(FASTADAM_HAVE_NEON)
         case Isa::neon:
             return true;  // Advanced SIMD is mandatory on aarch64
@@ -43,7 +47,7 @@ std::atomic<Isa>& current_isa() {
 
 std::vector<Isa> available_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar})
+    for (Isa isa : {Isa::avx512_bf16, Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar})
         if (cpu_supports(isa)) out.push_back(isa);
     return out;
 }
@@ -62,16 +66,17 @@ const char* isa_name(Isa isa) {
         case Isa::scalar: return "scalar";
         case Isa::avx2: return "avx2";
         case Isa::avx512: return "avx512";
+        case Isa::avx512_bf16: return "avx512bf16";
         case Isa::neon: return "neon";
     }
     return "unknown";
 }
 
 Isa isa_from_name(const std::string& name) {
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::neon})
         if (name == isa_name(isa)) return isa;
     throw std::invalid_argument("unknown ISA '" + name +
-                                "' (expected one of: scalar, avx2, avx512, neon)");
+                                "' (expected one of: scalar, avx2, avx512, avx512bf16, neon)");
 }
 
 // Probe kernels exist for the Adam tensors only (Adam's access patterns are the ones
@@ -96,6 +101,9 @@ RangeKernel<Tensor> range_kernel(Isa isa, Sweep sweep) {
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
         case Isa::avx512: FASTADAM_KERNEL_OF(isa_avx512);
+#endif
+#if defined(FASTADAM_HAVE_AVX512_BF16)
+        case Isa::avx512_bf16: FASTADAM_KERNEL_OF(isa_avx512_bf16);
 #endif
 #if defined(FASTADAM_HAVE_NEON)
         case Isa::neon: FASTADAM_KERNEL_OF(isa_neon);
@@ -130,6 +138,9 @@ SwatsKernel<P> swats_kernel(Isa isa) {
 #if defined(FASTADAM_HAVE_AVX512)
         case Isa::avx512: return &isa_avx512::swats_range;
 #endif
+#if defined(FASTADAM_HAVE_AVX512_BF16)
+        case Isa::avx512_bf16: return &isa_avx512_bf16::swats_range;
+#endif
 #if defined(FASTADAM_HAVE_NEON)
         case Isa::neon: return &isa_neon::swats_range;
 #endif
@@ -148,6 +159,9 @@ SegmentKernel segment_kernel(Isa isa) {
 #endif
 #if defined(FASTADAM_HAVE_AVX512)
         case Isa::avx512: return &isa_avx512::grad_segment;
+#endif
+#if defined(FASTADAM_HAVE_AVX512_BF16)
+        case Isa::avx512_bf16: return &isa_avx512_bf16::grad_segment;
 #endif
 #if defined(FASTADAM_HAVE_NEON)
         case Isa::neon: return &isa_neon::grad_segment;

@@ -53,6 +53,9 @@ FASTADAM_DECLARE_ISA(isa_avx2)
 #if defined(FASTADAM_HAVE_AVX512)
 FASTADAM_DECLARE_ISA(isa_avx512)
 #endif
+#if defined(FASTADAM_HAVE_AVX512_BF16)
+FASTADAM_DECLARE_ISA(isa_avx512_bf16)
+#endif
 #if defined(FASTADAM_HAVE_NEON)
 FASTADAM_DECLARE_ISA(isa_neon)
 #endif

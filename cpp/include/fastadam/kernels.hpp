@@ -220,7 +220,7 @@ inline GradDecision decide(const GradPolicy& policy, const GradStats& stats) {
 
 // Instruction-set paths. `available_isas` lists those compiled into this build that this CPU
 // can run, best first; the best one is active until `set_isa` picks another.
-enum class Isa { scalar, avx2, avx512, neon };
+enum class Isa { scalar, avx2, avx512, neon, avx512_bf16 };
 std::vector<Isa> available_isas();
 Isa active_isa();
 void set_isa(Isa isa);  // throws std::invalid_argument if the CPU or build lacks it
