@@ -63,7 +63,8 @@ def test_fastadam_isa_env_forces_a_path(name):
 
 @pytest.mark.parametrize(
     "value",
-    ["bogus", "AVX2"] + sorted({"avx512bf16", "avx512", "avx2", "neon"} - set(fastadam.available_isas())),
+    ["bogus", "AVX2"]
+    + sorted({"avx512bf16", "avx512", "avx2", "neon"} - set(fastadam.available_isas())),
 )
 def test_fastadam_isa_env_rejects_unknown_or_unsupported(value):
     result = run_python("import fastadam", FASTADAM_ISA=value)

@@ -36,6 +36,9 @@ bool cpu_supports(Isa isa) {
     }
 }
 
+// Every ISA, best first.
+constexpr Isa kIsas[] = {Isa::avx512_bf16, Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar};
+
 Isa best_isa() { return available_isas().front(); }
 
 std::atomic<Isa>& current_isa() {
@@ -47,7 +50,7 @@ std::atomic<Isa>& current_isa() {
 
 std::vector<Isa> available_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::avx512_bf16, Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar})
+    for (Isa isa : kIsas)
         if (cpu_supports(isa)) out.push_back(isa);
     return out;
 }
@@ -73,10 +76,12 @@ const char* isa_name(Isa isa) {
 }
 
 Isa isa_from_name(const std::string& name) {
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::neon})
+    std::string names;
+    for (Isa isa : kIsas) {
         if (name == isa_name(isa)) return isa;
-    throw std::invalid_argument("unknown ISA '" + name +
-                                "' (expected one of: scalar, avx2, avx512, avx512bf16, neon)");
+        names += (names.empty() ? "" : ", ") + std::string(isa_name(isa));
+    }
+    throw std::invalid_argument("unknown ISA '" + name + "' (expected one of: " + names + ")");
 }
 
 // Probe kernels exist for the Adam tensors only (Adam's access patterns are the ones

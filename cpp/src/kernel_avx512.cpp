@@ -53,7 +53,7 @@ void narrow(F32 x, fastadam::BFloat16* p) {
     const __mmask16 subnormal =
         _mm512_mask_test_epi32_mask(exponent_zero, b, _mm512_set1_epi32(0x007FFFFF));
     if (__builtin_expect(subnormal != 0, 0)) {
-        store_bfloat16_bits(x, fastadam::bits::bfloat16_nearest(fastadam::simd::bits_of(x)), p);
+        fastadam::simd::narrow<16, Avx512Tag>(x, p);  // simd.hpp's integer formula
         return;
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(x.r));
