@@ -35,5 +35,7 @@ def test_mixed_report_writes_json_into_a_new_folder(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(out.read_text())
-    assert {"fastadam f32 plain", "fastadam f32 clip+skip"} <= {r["name"] for r in rows}
+    names = {r["name"] for r in rows}
+    assert {"fastadam f32 plain", "fastadam f32 clip+skip", "fastadam bf16 clip+skip"} <= names
     assert "f32 clip+skip step / plain step" in result.stdout
+    assert "bf16 clip+skip step / plain step" in result.stdout
