@@ -13,8 +13,9 @@ reported (on a shared machine the spread is printed too). Rows:
 - the bfloat16 step with ``max_grad_norm`` and ``skip_nonfinite`` (one extra read of the
   bfloat16 gradients, 2 bytes per element on 22);
 - float32 (28 bytes): the plain step, the step with ``max_grad_norm`` and ``skip_nonfinite``
-  (one extra read of the gradients, 4 bytes on 28), and torch's ``GradScaler.unscale_`` + ``clip_grad_norm_``
-  + fused step on the same data (scale 1, so the gradients stay the same from call to call);
+  (one extra read of the gradients, 4 bytes on 28), and torch's ``GradScaler.unscale_`` +
+  ``clip_grad_norm_`` + fused step on the same data (scale 1, so the gradients stay the same
+  from call to call);
 - with ``--baseline DIR`` (a fastadam installed with ``pip install --target DIR`` from an
   earlier commit): the float32 step of that build and of this one, each timed in its own
   subprocess, alternating round by round.
@@ -285,14 +286,10 @@ def main(argv=None) -> int:
         f"bf16 + master vs its probe (30 B/el):      "
         f"{ratio('fastadam bf16 + master', 'probe 30 B/el') * 100:6.1f} % of probe speed"
     )
-    print(
-        f"bf16 clip+skip step / plain step:          "
-        f"{best['fastadam bf16 clip+skip'] / best['fastadam bf16 Adam']:6.3f}x the time"
-    )
-    print(
-        f"f32 clip+skip step / plain step:           "
-        f"{best['fastadam f32 clip+skip'] / best['fastadam f32 plain']:6.3f}x the time"
-    )
+    for dtype, plain in (("bf16", "fastadam bf16 Adam"), ("f32", "fastadam f32 plain")):
+        label = f"{dtype} clip+skip step / plain step:"
+        clipped = best[f"fastadam {dtype} clip+skip"]
+        print(f"{label:43}{clipped / best[plain]:6.3f}x the time")
     if torch is not None:
         print(
             f"torch unscale_+clip+fused / our clip+skip: "
