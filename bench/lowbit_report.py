@@ -159,14 +159,14 @@ def speed(n, rounds, rng):
     ratio("fastadam 8-bit", "probe 8-bit", "8-bit step as a share of its probe's speed")
     ratio("probe 8-bit", "probe f32", "probe 16 bytes vs probe 28 bytes")
     ratio("fastadam f32", "probe f32", "float32 step as a share of its probe's speed")
-    # bitsandbytes Adam8bit on CPU, from notes/lowbit.md (not installed here): its time relative
-    # to torch fused there (2 threads), carried over through torch fused's time here.
+    # bitsandbytes Adam8bit on CPU, from ../shared/notes/lowbit.md (not installed here): its time
+    # relative to torch fused there (2 threads), carried over through torch fused's time here.
     notes = {20: 8.8 / 0.35, 24: 12.5 / 0.61}.get(n.bit_length() - 1)
     if notes is not None and "torch fused f32" in best:
         slower = notes * best["torch fused f32"] / best["fastadam 8-bit"]
         print(
-            f"    bitsandbytes Adam8bit: {notes:.1f}x torch fused's time (notes/lowbit.md), so "
-            f"about {slower:.0f}x this 8-bit step's"
+            f"    bitsandbytes Adam8bit: {notes:.1f}x torch fused's time"
+            f" (../shared/notes/lowbit.md), so about {slower:.0f}x this 8-bit step's"
         )
     return best
 

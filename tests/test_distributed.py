@@ -131,6 +131,7 @@ FAILURES = {
     "shape-differs-at-construction",
     "lr-differs-at-construction",
     "bad-param-on-one-rank",
+    "float16-params",
 }
 
 
@@ -153,6 +154,8 @@ def test_one_rank_refusing_makes_every_rank_raise(n, tmp_path):
     assert f"param_groups[0]['lr'] is 0.01 on rank 0 but 0.5 on rank {last}" in lr
     (shape,) = by_check["shape-differs-at-construction"]
     assert f"parameters[4] is '(1,) float32' on rank 0 but '(2,) float32' on rank {last}" in shape
+    (half,) = by_check["float16-params"]
+    assert "param_groups[0]['params'][0] is float16" in half
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,14 @@ StepOptions step_options(PyObject* grad_scale, PyObject* max_grad_norm, PyObject
                          PyObject* stochastic_rounding, PyObject* seed) {
     StepOptions o;
     o.policy.grad_scale = finite_positive(real_arg(grad_scale, "grad_scale", 1.0), "grad_scale");
+    // Below 2**-126 the gradients' multiplier 1 / grad_scale would overflow the float32 it is
+    // rounded to, and turn every zero gradient into NaN.
+    if (o.policy.grad_scale < 0x1p-126) {
+        std::ostringstream s;
+        s << "grad_scale must be at least 2**-126 (its inverse is a float32 multiplier), got "
+          << o.policy.grad_scale;
+        throw py::value_error(s.str());
+    }
     if (max_grad_norm != nullptr && max_grad_norm != Py_None)
         o.policy.max_grad_norm =
             finite_positive(real_arg(max_grad_norm, "max_grad_norm", 0.0), "max_grad_norm");

@@ -280,8 +280,10 @@ max_grad_norm : float, optional
 skip_nonfinite : bool
     When a gradient element is inf or NaN, write nothing and report the step as skipped.
 stochastic_rounding, seed : bool, int
-    bfloat16 parameters only: round the parameter stochastically (unbiased) with random bits
-    keyed by (seed, step, element index), so the bits are reproducible on every path.
+    Round a bfloat16 parameter stochastically (unbiased) with random bits keyed by (seed,
+    step, element index), so the bits are reproducible on every path. float32 and float64
+    parameters are not rounded: their update is the same with or without it. A float16
+    parameter is a ValueError, and so is stochastic_rounding together with master.
 
 Returns
 -------

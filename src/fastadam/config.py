@@ -22,7 +22,7 @@ def config_lines() -> list[str]:
         (
             "  8-bit state:             Adam/AdamW(state_bits=8): codes map version"
             f" {_lowbit_version()}, blocks of 256; parameters under min_8bit_size (default 4096)"
-            " elements keep float32 state"
+            " elements keep float32 state (float64 parameters: float64 state, never 8-bit)"
         ),
         f"  CUDA:                    {_cuda_text()}",
     ]

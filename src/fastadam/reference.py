@@ -2,11 +2,14 @@
 
 Adam as DESIGN.md section 2 states it, SGD, Adagrad, RMSprop, Adamax, NAdam and RAdam as
 ``torch.optim``'s single-tensor implementations perform them, SWATS as ``fastadam.SWATS``'s
-native step does (one set, returning its dot products). Each function has the same signature and semantics as the
-compiled one of the same name (``fastadam.adam_step``, ``fastadam.sgd_step``, ...) and computes
-in the arrays' own dtype, with the per-call scalars computed in double precision and rounded once
-(pass float64 arrays for the accuracy oracle). They are honest in-place NumPy implementations,
-the kind a user would write, with a few temporaries per step.
+native step does (one set, returning its dot products). A function with a compiled namesake
+(``fastadam.adam_step``, ``fastadam.sgd_step``, ...) takes its arguments and has its semantics,
+with one exception: ``sgd_step`` and ``sgd_step_multi`` also take ``stochastic_rounding``,
+``seed`` and ``step``, which the compiled SGD functions refuse (SGD keeps no step count to key
+the rounding). Every function computes in the arrays' own dtype, with the per-call scalars
+computed in double precision and rounded once (pass float64 arrays for the accuracy oracle).
+They are honest in-place NumPy implementations, the kind a user would write, with a few
+temporaries per step.
 
 Mixed precision as the kernels do it: a float16 or bfloat16 parameter (or its ``master`` copy)
 and its gradient are widened to the state's dtype (float32, or float64 for the oracle), updated

@@ -9,6 +9,7 @@ Every step (``fastadam.adam_step``, ``Adam.step``, ...) returns a ``StepReport``
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 __all__ = ["DynamicLossScaler", "StepReport"]
@@ -52,22 +53,26 @@ class DynamicLossScaler:
         min_scale: float | None = None,
         max_scale: float | None = None,
     ) -> None:
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise ValueError(f"init_scale must be a finite number > 0, got {init_scale}")
-        if not growth_factor > 1.0:
-            raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
-        if not 0.0 < backoff_factor < 1.0:
-            raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
-        if int(growth_interval) != growth_interval or growth_interval < 1:
-            raise ValueError(f"growth_interval must be an int >= 1, got {growth_interval}")
-        self.scale = float(init_scale)
-        self.growth_factor = float(growth_factor)
-        self.backoff_factor = float(backoff_factor)
-        self.growth_interval = int(growth_interval)
-        self.min_scale = float(min_scale) if min_scale is not None else init_scale * 2.0**-24
-        self.max_scale = float(max_scale) if max_scale is not None else init_scale * 2.0**24
-        self.clean_steps = 0
-        self.skipped_steps = 0
+        scale = _number("init_scale", init_scale)
+        min_scale = scale * 2.0**-24 if min_scale is None else min_scale
+        max_scale = scale * 2.0**24 if max_scale is None else max_scale
+        self._assign(
+            _checked(
+                scale=scale,
+                growth_factor=growth_factor,
+                backoff_factor=backoff_factor,
+                growth_interval=growth_interval,
+                min_scale=min_scale,
+                max_scale=max_scale,
+                clean_steps=0,
+                skipped_steps=0,
+                scale_name="init_scale",
+            )
+        )
+
+    def _assign(self, values: dict) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def update(self, report: StepReport) -> bool:
         """Adjust the scale from a step's report; returns True when the scale changed."""
@@ -98,11 +103,71 @@ class DynamicLossScaler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for key in self.state_dict():
-            setattr(self, key, type(getattr(self, key))(state[key]))
+        """Restores ``state_dict()``'s values, checked as the constructor checks its arguments;
+        a refused dict (a missing key, a bad value) raises with the scaler unchanged."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        missing = [key for key in self.state_dict() if key not in state]
+        if missing:
+            raise ValueError(f"state lacks {', '.join(map(repr, missing))}")
+        self._assign(_checked(**{key: state[key] for key in self.state_dict()}))
 
     def __repr__(self) -> str:
         return (
             f"DynamicLossScaler(scale={self.scale}, clean_steps={self.clean_steps}, "
             f"skipped_steps={self.skipped_steps})"
         )
+
+
+def _checked(
+    *,
+    scale: float,
+    growth_factor: float,
+    backoff_factor: float,
+    growth_interval: int,
+    min_scale: float,
+    max_scale: float,
+    clean_steps: int,
+    skipped_steps: int,
+    scale_name: str = "scale",
+) -> dict:
+    """The scaler's values, validated and converted, under their attribute names."""
+    out = {
+        "scale": _number(scale_name, scale),
+        "growth_factor": _number("growth_factor", growth_factor),
+        "backoff_factor": _number("backoff_factor", backoff_factor),
+        "growth_interval": _count("growth_interval", growth_interval, 1),
+        "min_scale": _number("min_scale", min_scale),
+        "max_scale": _number("max_scale", max_scale),
+        "clean_steps": _count("clean_steps", clean_steps, 0),
+        "skipped_steps": _count("skipped_steps", skipped_steps, 0),
+    }
+    if not (math.isfinite(out["scale"]) and out["scale"] > 0):
+        raise ValueError(f"{scale_name} must be a finite number > 0, got {scale}")
+    if not out["growth_factor"] > 1.0:
+        raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
+    if not 0.0 < out["backoff_factor"] < 1.0:
+        raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
+    if not 0.0 < out["min_scale"] <= out["max_scale"]:
+        raise ValueError(
+            f"min_scale and max_scale must satisfy 0 < min_scale <= max_scale, got {min_scale} "
+            f"and {max_scale}"
+        )
+    return out
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+
+
+def _count(name: str, value: object, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an int >= {least}, got {value!r}")
+    if not math.isfinite(value) or value != int(value) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    return int(value)

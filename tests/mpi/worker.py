@@ -315,6 +315,8 @@ def failures(seed: int) -> None:
     if RANK == last:
         bad_param[0] = bad_param[0][:, ::2]
     expect_failure("bad-param-on-one-rank", lambda: ShardedAdam(bad_param, comm), lambda: "")
+    half = [p.astype(np.float16) for p in make_params(seed, (np.float32,))]
+    expect_failure("float16-params", lambda: ShardedAdam(half, comm), lambda: "")
 
 
 # -- re-sharding ------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ class ShardedAdam(ShardedOptimizer):
     Notes
     -----
     Supported: float32 and float64 parameters (one flat buffer per dtype), parameter groups,
-    every Adam option (weight decay, decoupled decay, amsgrad, maximize, bias correction),
-    ``None`` gradients. Of P parameters on N ranks, each rank holds state for
+    Adam's torch hyper-parameters (weight decay, decoupled decay, amsgrad, maximize, bias
+    correction), ``None`` gradients. Of P parameters on N ranks, each rank holds state for
     ``ceil((P + gaps) / N)`` elements rounded up to a 256-element block, where the gaps that put
     each parameter on a 64-byte line are at most 15 float32 (7 float64) elements per parameter;
     and a full-size flat parameter buffer (and, without ``averaged``, gradient buffers of that

@@ -121,6 +121,13 @@ class ShardedOptimizer:
             groups = self._opt.param_groups
             self._params: list[np.ndarray] = [p for g in groups for p in g["params"]]
             self._group_of = [gi for gi, g in enumerate(groups) for _ in g["params"]]
+            for gi, g in enumerate(groups):
+                for j, p in enumerate(g["params"]):
+                    if p.dtype not in types:
+                        raise TypeError(
+                            f"param_groups[{gi}]['params'][{j}] is {p.dtype}: the distributed "
+                            "optimizers step float32 and float64 parameters"
+                        )
             desc = {
                 "parameters": [f"{p.shape} {p.dtype}" for p in self._params],
                 "parameters per group": [len(g["params"]) for g in groups],

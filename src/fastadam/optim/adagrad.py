@@ -135,6 +135,10 @@ class Adagrad(Optimizer):
         )
 
     def _fast_call(self, group, lists, grads, t, options):
+        # Only the first step reads initial_accumulator_value, but a bad one is refused on every
+        # step, as the general path (which this refusal falls back to) refuses it.
+        if not group["initial_accumulator_value"] >= 0.0:
+            raise ValueError("initial_accumulator_value")
         return _adagrad_step_sets(
             group["params"], grads, lists[0], t, self._hyper_tuple(group), lists[1], options
         )

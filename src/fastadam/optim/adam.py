@@ -11,13 +11,16 @@ from .. import _core, lowbit
 from ..scaling import StepReport
 from . import lowbit_state
 from .base import Grads, Optimizer, Params, ParamState
-from .validation import REFUSED, adam_family, loaded_state
+from .validation import REFUSED, adam_family, check_state_dict_layout, loaded_state
 
 __all__ = ["Adam", "AdamW"]
 
 _adam_step_sets = _core.adam_step_sets
 _adam8bit_step_sets = _core.adam8bit_step_sets
 _FLOAT_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+# The cached step reads eps_mode through this table: a value the general path would refuse is
+# a KeyError (or a TypeError), which sends the step down that path to be refused there.
+_KERAS_OF_EPS_MODE = {"torch": False, "keras": True}
 
 
 class Adam(Optimizer):
@@ -78,20 +81,22 @@ class Adam(Optimizer):
         ``min_8bit_size`` elements (``fastadam.optim.lowbit_state`` describes the state keys,
         ``fastadam.lowbit`` the codes). Default 32 (float state).
     min_8bit_size : int
-        Parameters smaller than this keep float32 state with ``state_bits=8`` (default 4096).
+        Parameters smaller than this keep float state with ``state_bits=8``: float32, float64
+        for a float64 parameter (default 4096).
 
     Raises
     ------
     TypeError, ValueError
         For a bad hyper-parameter (torch's messages), a parameter that is not a writable,
-        C-contiguous float32/float64 ndarray, or a parameter given twice or sharing memory with
-        another.
+        C-contiguous float32, float64, float16 or bfloat16 ndarray, or a parameter given twice
+        or sharing memory with another.
 
     Notes
     -----
-    ``step(grads)`` updates the parameters with one native call per group and dtype. Change a
-    group's hyper-parameters (``opt.param_groups[0]['lr'] = x``) between steps freely; add
-    parameters with ``add_param_group``, not by editing a group's ``'params'`` list.
+    ``step(grads)`` updates the parameters with one native call for all groups and dtypes.
+    Change a group's hyper-parameters (``opt.param_groups[0]['lr'] = x``) between steps
+    freely; add parameters with ``add_param_group``, not by editing a group's ``'params'``
+    list.
     """
 
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "master_param")
@@ -251,7 +256,7 @@ class Adam(Optimizer):
                         group["maximize"],
                         group["decoupled_weight_decay"],
                         group["bias_correction"],
-                        group["eps_mode"] == "keras",
+                        _KERAS_OF_EPS_MODE[group["eps_mode"]],  # refuses a bad mode
                     ),
                     masters,
                     options,
@@ -343,8 +348,7 @@ class Adam(Optimizer):
         """``Optimizer.load_state_dict``, taking 8-bit or float state for every parameter: float
         state is quantized (to nearest) where this optimizer keeps 8-bit state, 8-bit state
         decoded where it keeps float state. Everything is checked before anything changes."""
-        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
-            return super().load_state_dict(state_dict)  # which reports it
+        check_state_dict_layout(state_dict)
         by_index = {}
         for group, saved in zip(self.param_groups, state_dict["param_groups"]):
             saved_params = saved.get("params", []) if isinstance(saved, Mapping) else []

@@ -23,6 +23,7 @@ from .validation import (
     check_grad,
     check_no_overlap,
     check_param,
+    check_state_dict_layout,
     grad_ok,
     label,
     loaded_state,
@@ -699,8 +700,7 @@ class Optimizer:
         parameter's dtype; ``step`` may be an int, a float or a 0-d array. Everything is checked
         before anything changes.
         """
-        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+        check_state_dict_layout(state_dict)
         saved_groups = list(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
@@ -737,6 +737,11 @@ class Optimizer:
             arrays_before = len(requests)
             for name in self._state_arrays:
                 value = saved.get(name)
+                if value is not None and name == "master_param" and not is_16bit(p.dtype):
+                    raise ValueError(
+                        f"state[{index}]['master_param']: master copies are for float16 and "
+                        f"bfloat16 parameters, this one is {p.dtype}"
+                    )
                 if value is not None:  # torch's SGD may hold a None momentum_buffer
                     sources.append(loaded_state(value, p, f"state[{index}][{name!r}]"))
                     requests.append((s, name, p, 0.0))

@@ -71,7 +71,8 @@ def dequantized(saved: Mapping[str, Any], p: np.ndarray, where: str) -> dict[str
     if not any(key in saved for key in CODED_ARRAYS):
         return dict(saved)
     version = saved.get(VERSION_KEY)
-    if version is None or int(np.asarray(version)) != lowbit.FORMAT_VERSION:
+    number = np.asarray(version) if version is not None else None
+    if number is None or number.shape != () or number != lowbit.FORMAT_VERSION:
         raise ValueError(
             f"{where} holds 8-bit state of code-map version {version!r}; this fastadam reads "
             f"version {lowbit.FORMAT_VERSION}"
@@ -79,6 +80,8 @@ def dequantized(saved: Mapping[str, Any], p: np.ndarray, where: str) -> dict[str
     out = {k: v for k, v in saved.items() if k not in CODED_ARRAYS and k != VERSION_KEY}
     for name in lowbit.STATE_NAMES:
         if coded_names(name)[0] in saved:
+            if saved.get(name) is not None:
+                raise ValueError(f"{where} holds both {name!r} and its codes: keep one")
             codes, scales = _checked_coded(saved, name, p.size, where)
             values = lowbit.decode(codes, scales, name).reshape(p.shape)
             out[name] = values.astype(state_dtype(p.dtype), copy=False)

@@ -15,6 +15,7 @@ from .validation import adam_family, real
 __all__ = ["SWATS"]
 
 _swats_step_sets = _core.swats_step_sets
+_SGD_OF_PHASE = {"adam": False, "sgd": True}
 
 
 class SWATS(Optimizer):
@@ -136,7 +137,7 @@ class SWATS(Optimizer):
     def _hyper_tuple(values: Mapping[str, Any]) -> tuple:
         """A group's hyper-parameters in the order ``_core.swats_step_sets`` reads them."""
         beta1, beta2 = values["betas"]
-        sgd = values["phase"] == "sgd"
+        sgd = _SGD_OF_PHASE[values["phase"]]  # a bad phase (cached path) goes to the general one
         return (
             values["lr"],
             beta1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,36 @@ def as_step(value: Any, name: str) -> int:
     return step
 
 
+def _is_index(x: object) -> bool:
+    return (isinstance(x, numbers.Integral) and not isinstance(x, bool)) or (
+        isinstance(x, str) and x.isdigit()
+    )
+
+
+def check_state_dict_layout(state_dict: Any) -> None:
+    """The outer structure of a state dict to load, as ``torch.optim`` writes it: a mapping
+    with 'state' (a mapping keyed by parameter index) and 'param_groups' (a list of mappings,
+    each with a list of parameter indices under 'params')."""
+    if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+        raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+    groups = state_dict["param_groups"]
+    if not isinstance(groups, (list, tuple)):
+        raise TypeError(f"state_dict['param_groups'] must be a list, got {type(groups).__name__}")
+    for gi, group in enumerate(groups):
+        where = f"state_dict['param_groups'][{gi}]"
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise ValueError(f"{where} must be a dict with 'params'")
+        params = group["params"]
+        if not isinstance(params, (list, tuple)) or not all(map(_is_index, params)):
+            raise TypeError(f"{where}['params'] must be a list of parameter indices (ints)")
+    state = state_dict["state"]
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+    for key in state:
+        if not _is_index(key):
+            raise TypeError(f"state_dict['state'] has key {key!r}: keys are parameter indices")
+
+
 def loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
     """A loaded state array, checked (floating point, its parameter's shape), not yet copied."""
     a = np.asarray(value)
@@ -190,6 +221,14 @@ _STATE_KEYS = {
     "max_exp_avg_sqs": "max_exp_avg_sq",
     "momentum_buffers": "momentum_buffer",
     "state_sums": "sum",
+    "masters": "master_param",
+    # the 8-bit entries' lists are named as the state keys they hold
+    "exp_avg_codes": "exp_avg_codes",
+    "exp_avg_scales": "exp_avg_scales",
+    "exp_avg_sq_codes": "exp_avg_sq_codes",
+    "exp_avg_sq_scales": "exp_avg_sq_scales",
+    "max_exp_avg_sq_codes": "max_exp_avg_sq_codes",
+    "max_exp_avg_sq_scales": "max_exp_avg_sq_scales",
 }
 _LIST_ENTRY = re.compile(r"\b([a-z_]+)\[(\d+)\](?:\[\d+\])?")
 

@@ -398,7 +398,11 @@ class Optimizer(torch.optim.Optimizer):
         then every state tensor copied into fresh memory laid out like its parameter, so the
         optimizer never shares memory with the dict it was given. torch casts loaded state to
         its parameter's dtype; the float32 state of a 16-bit parameter is copied from the dict's
-        own tensors instead, so it keeps its precision."""
+        own tensors instead, so it keeps its precision.
+
+        A refused dict (a bad hyper-parameter in any group, state of the wrong shape or type, a
+        bad 'step') raises with the optimizer as it was: torch's loader replaces the state and
+        groups before they can be checked, so the previous ones are put back."""
         wide: dict[int, Any] = {}
         saved_ids = [i for g in state_dict.get("param_groups", ()) for i in g.get("params", ())]
         ours = [p for g in self.param_groups for p in g["params"]]
@@ -406,8 +410,15 @@ class Optimizer(torch.optim.Optimizer):
             saved = state_dict.get("state", {}).get(index)
             if p.dtype in _HALF and isinstance(saved, dict):
                 wide[id(p)] = saved
+        previous = self.state, self.param_groups, self._plan
         super().load_state_dict(state_dict)
-        self._prepare(rehome=True, sources=wide)
+        try:
+            for group in self.param_groups:
+                self._numpy._validate(_numbers(group))
+            self._prepare(rehome=True, sources=wide)
+        except BaseException:
+            self.state, self.param_groups, self._plan = previous
+            raise
 
     # -- the step ------------------------------------------------------------------------------
 
