@@ -6,6 +6,8 @@ native call per step, checkpoints), 200-step trajectories against torch.optim, a
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,6 +189,36 @@ def test_nadam_mu_product_is_torchs_float32_product():
     for t in (5, 300, 3, 300, 299):
         assert _core.nadam_mu_product(0.9, 4e-3, t) == reference.nadam_mu_product(0.9, 4e-3, t)
     assert _core.nadam_mu_product(0.9, 4e-3, 0) == 1.0
+
+
+@pytest.mark.parametrize(
+    "beta1, psi, last",
+    [
+        (0.9, 4e-3, 3000),  # the product reaches 0 near step 1000
+        (0.3, 0.0, 200),  # mu constant
+        (0.999, 0.5, 160_000),  # mu reaches beta1's float early; the product then stalls
+        (1 - 2.0**-26, 4e-3, 160_000),  # beta1 rounds to 1: mu too, from step ~1e5
+    ],
+)
+def test_nadam_mu_product_is_the_full_loop_and_stops_early(beta1, psi, last):
+    """The native product skips only what cannot change it (steps that leave it unchanged, pow
+    once mu rounds to beta1's float): its value at any step is the term-by-term float32 loop's,
+    and at step 2**40 it is the value the loop has reached for good by ``last``."""
+    product, checkpoints = np.float32(1.0), {}
+    marks = {1, 2, 50, 999, 1000, 1001, 5000, 50_000, 100_000, last}
+    for t in range(1, last + 1):
+        product = np.float32(product * np.float32(beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))))
+        if t in marks:
+            checkpoints[t] = product
+    for t, want in checkpoints.items():
+        assert _core.nadam_mu_product(beta1, psi, t) == want, t
+    # A run resumed at a huge step: a subprocess, so that a loop over every step fails the test
+    # by its timeout instead of hanging the suite.
+    code = f"from fastadam import _core; print(_core.nadam_mu_product({beta1!r}, {psi!r}, 2**40))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert np.float32(float(out.stdout)) == checkpoints[last]
 
 
 # -- kernel validation ---------------------------------------------------------------------

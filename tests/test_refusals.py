@@ -217,3 +217,23 @@ def test_torch_load_refused_leaves_the_optimizer_as_it_was(name, damage):
     reference.step()
     for p, q in zip(reference.param_groups[0]["params"], params):
         assert torch.equal(p, q)
+
+
+def test_torch_refusals_name_the_parameters_place_in_param_groups():
+    """The native call counts only the parameters that step; its refusal names them as the
+    user placed them (here the first parameter has no gradient)."""
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastadam.torch")
+    big = torch.zeros(64)
+    a = torch.nn.Parameter(torch.ones(8))
+    b = torch.nn.Parameter(big[0:16])
+    c = torch.nn.Parameter(torch.ones(8))
+    d = torch.nn.Parameter(big[8:24])  # overlaps b
+    opt = ft.Adam([{"params": [a, b]}, {"params": [c, d], "lr": 0.1}], lr=1e-2)
+    b.grad, c.grad, d.grad = torch.ones(16), torch.ones(8), torch.ones(16)
+    with pytest.raises(ValueError) as info:
+        opt.step()
+    assert str(info.value).startswith(
+        "param_groups[1]['params'][1] and param_groups[0]['params'][1] share memory"
+    )
+    assert not opt.state and bool((big == 0).all())

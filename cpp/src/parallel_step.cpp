@@ -142,10 +142,22 @@ void step(const Tensor* tensors, std::size_t count, Sweep sweep = Sweep::update)
     p->run(&run_part<Tensor>, &job, threads == 1 ? 1 : chunks, threads - 1);
 }
 
+// amsgrad is on where the scalars say so, and runs where the max array is given: they must agree.
+template <class Tensor, class Max>
+void check_amsgrad(const Tensor* tensors, std::size_t count, Max Tensor::* max) {
+    for (std::size_t i = 0; i < count; ++i)
+        if (tensors[i].scalars.amsgrad != (tensors[i].*max != nullptr))
+            throw std::invalid_argument(
+                "tensor " + std::to_string(i) +
+                (tensors[i].scalars.amsgrad ? ": amsgrad is on but the max_exp_avg_sq array is null"
+                                            : ": a max_exp_avg_sq array is given without amsgrad"));
+}
+
 }  // namespace
 
 #define FASTADAM_STEPS(P)                                                            \
     void adam_step(const AdamTensor<P>* tensors, std::size_t count) {                \
+        check_amsgrad(tensors, count, &AdamTensor<P>::max_exp_avg_sq);               \
         step(tensors, count);                                                        \
     }                                                                                \
     void sgd_step(const SgdTensor<P>* tensors, std::size_t count) {                  \
@@ -177,6 +189,7 @@ FASTADAM_STEPS(BFloat16)
 
 #define FASTADAM_STEPS8(P)                                                   \
     void adam8bit_step(const Adam8bitTensor<P>* tensors, std::size_t count) { \
+        check_amsgrad(tensors, count, &Adam8bitTensor<P>::max_exp_avg_sq_codes); \
         step(tensors, count);                                                \
     }                                                                        \
     void bandwidth_probe(const Adam8bitTensor<P>* tensors, std::size_t count) { \

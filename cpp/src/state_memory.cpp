@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #if defined(__linux__)
@@ -29,6 +30,8 @@ void* allocate_state(std::size_t bytes) {
     const std::size_t offset = 64 + slot * kStagger;
     const bool huge = bytes >= kHugePageBytes;
     const std::size_t alignment = huge ? kHugePageBytes : 4096;  // where the offsets count from
+    if (bytes > std::numeric_limits<std::size_t>::max() - offset - alignment)
+        throw std::bad_alloc();  // the rounding below would wrap around
     const std::size_t rounded = (offset + bytes + alignment - 1) / alignment * alignment;
     void* block = std::aligned_alloc(alignment, rounded);
     if (block == nullptr) throw std::bad_alloc();

@@ -3,6 +3,7 @@
 // filled in field by field. Exits 1 with a message on the first difference.
 #include <cstdio>
 #include <fastadam/builders.hpp>
+#include <stdexcept>
 #include <vector>
 
 namespace {
@@ -20,6 +21,7 @@ void check(bool ok, const char* what) {
 constexpr fastadam::AdamHyper kHyper = fastadam::adam_hyper().lr(0.05).betas(0.8, 0.99);
 static_assert(kHyper.lr == 0.05 && kHyper.beta1 == 0.8 && kHyper.beta2 == 0.99);
 static_assert(kHyper.eps == fastadam::AdamHyper{}.eps && !kHyper.amsgrad && kHyper.bias_correction);
+static_assert(fastadam::adam_hyper().keras_eps(true).build().keras_eps && !kHyper.keras_eps);
 
 }  // namespace
 
@@ -186,6 +188,29 @@ int main() {
         for (int i = 0; i < n; ++i) same = same && p1[i].bits == p2[i].bits;
         check(same, "AdamTensor<BFloat16>: the same step");
         check(m1[1] != 0.0f, "AdamTensor<BFloat16>: the step changed exp_avg");
+    }
+    {
+        // adam_step refuses a tensor whose max_exp_avg_sq disagrees with its scalars' amsgrad,
+        // before writing anything (also when another tensor of the call is fine).
+        const int n = 300;
+        std::vector<float> p(n, 1.0f), g(n, 0.5f), m(n, 0.0f), v(n, 0.0f), x(n, 0.0f);
+        const auto base = adam_tensor<float>().param(p.data()).grad(g.data()).exp_avg(m.data())
+                              .exp_avg_sq(v.data()).size(n);
+        const AdamTensor<float> good = base.scalars(make_scalars(adam_hyper(), 1));
+        const AdamTensor<float> missing = base.scalars(make_scalars(adam_hyper().amsgrad(true), 1));
+        const AdamTensor<float> extra =
+            base.max_exp_avg_sq(x.data()).scalars(make_scalars(adam_hyper(), 1));
+        for (const AdamTensor<float>& bad : {missing, extra}) {
+            const AdamTensor<float> call[2] = {good, bad};
+            bool threw = false;
+            try {
+                adam_step(call, 2);
+            } catch (const std::invalid_argument&) {
+                threw = true;
+            }
+            check(threw && p == std::vector<float>(n, 1.0f) && m == std::vector<float>(n, 0.0f),
+                  "adam_step: amsgrad and max_exp_avg_sq disagree: refused, nothing written");
+        }
     }
     if (failures) return 1;
     std::printf("builders: all fields set by name\n");

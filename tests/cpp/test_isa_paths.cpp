@@ -55,7 +55,9 @@ void run_adam(Data<T>& d, int n, const AdamHyper& h, bool amsgrad) {
     t.exp_avg_sq = d.v.data() + 1;
     t.max_exp_avg_sq = amsgrad ? d.vmax.data() + 1 : nullptr;
     t.size = n;
-    t.scalars = make_scalars(h, 7);
+    AdamHyper with_amsgrad = h;
+    with_amsgrad.amsgrad = amsgrad;
+    t.scalars = make_scalars(with_amsgrad, 7);
     adam_step(&t, 1);
 }
 
@@ -338,6 +340,7 @@ void run_mixed(MixedData<P>& d, int n, int rule, Mode mode, double multiplier) {
         h.lr = 1e-2;
         h.weight_decay = 0.1;
         h.decoupled = true;
+        h.amsgrad = rule == 1;
         t.scalars = make_scalars(h, 3);
         adam_step(&t, 1);
     } else if (rule == 2) {

@@ -45,11 +45,14 @@ struct AdamCoefficients {
     bool maximize, l2_decay, decoupled_decay;
 };
 
-// The double-precision values behind AdamCoefficients for step t (1-based).
+// The double-precision values behind AdamCoefficients for step t (1-based). `amsgrad` is
+// AdamHyper's: adam_step and adam8bit_step refuse a tensor whose max_exp_avg_sq array is there
+// without it, or missing with it (the kernels run amsgrad exactly where the array is given).
 struct AdamScalars {
     double beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay_factor,
         step_size, inv_sqrt_bc2;
     bool maximize, l2_decay, decoupled_decay;
+    bool amsgrad;
 };
 
 inline AdamScalars make_scalars(const AdamHyper& h, std::int64_t step) {
@@ -76,6 +79,7 @@ inline AdamScalars make_scalars(const AdamHyper& h, std::int64_t step) {
     s.maximize = h.maximize;
     s.l2_decay = h.weight_decay != 0.0 && !h.decoupled;
     s.decoupled_decay = h.weight_decay != 0.0 && h.decoupled;
+    s.amsgrad = h.amsgrad;
     return s;
 }
 

@@ -48,6 +48,7 @@ public:
     constexpr AdamHyperFields bias_correction(bool v) const {
         return with(&type::bias_correction, v);
     }
+    constexpr AdamHyperFields keras_eps(bool v) const { return with(&type::keras_eps, v); }
 };
 
 class SgdHyperFields : public Fields<SgdHyper, SgdHyperFields> {

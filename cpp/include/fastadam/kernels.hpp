@@ -138,6 +138,9 @@ struct SwatsTensor : ParamArrays<P, S> {
 
 // Update every tensor of the list in one call: the work is split across the thread pool in
 // contiguous chunks that may span tensors. Results do not depend on the thread count.
+// adam_step and adam8bit_step throw std::invalid_argument, before writing anything, for a
+// tensor whose max_exp_avg_sq array (codes) is given while its scalars.amsgrad is false, or
+// missing while it is true.
 #define FASTADAM_STEP_DECLARATIONS(P)                               \
     void adam_step(const AdamTensor<P>* tensors, std::size_t count);       \
     void sgd_step(const SgdTensor<P>* tensors, std::size_t count);         \

@@ -30,10 +30,27 @@ inline double nadam_mu(const NadamHyper& h, double t) {
 // mu_1 * ... * mu_t as torch keeps it: a float32 scalar (torch's default scalar dtype, whatever
 // the parameter's dtype) multiplied in float32 by each mu rounded to float32. `from` and
 // `product` continue an earlier product (of steps 1..from); pass 0 and 1 to start.
+// The loop skips what cannot change the result. mu never decreases with t (and stays below
+// beta1 < 1), so once a step leaves the product unchanged (0, a subnormal that rounding holds,
+// or a mu that rounds to 1), every later step does too; and once mu rounds to what beta1 rounds
+// to, every later mu does, so pow is no longer needed. A run resumed at step 2**40 costs at most
+// about 120 / (1 - beta1) multiplications, not 2**40.
 inline float nadam_mu_product(const NadamHyper& h, std::int64_t step, std::int64_t from = 0,
                               float product = 1.0f) {
-    for (std::int64_t i = from + 1; i <= step; ++i)
-        product = product * static_cast<float>(nadam_mu(h, static_cast<double>(i)));
+    const float limit = static_cast<float>(h.beta1);
+    std::int64_t i = from + 1;
+    for (; i <= step; ++i) {
+        const float mu = static_cast<float>(nadam_mu(h, static_cast<double>(i)));
+        const float next = product * mu;
+        if (next == product) return product;
+        product = next;
+        if (mu == limit) break;
+    }
+    for (++i; i <= step; ++i) {
+        const float next = product * limit;
+        if (next == product) break;
+        product = next;
+    }
     return product;
 }
 

@@ -31,7 +31,10 @@ class NAdam(TwoMoments):
     whatever the parameter's dtype (``fastadam._core.nadam_mu_product``), so float64 runs match
     torch's; it is computed from the step count and the group's current ``betas[0]`` and
     ``momentum_decay`` (torch accumulates it step by step: the two differ only after one of those
-    changes mid-run). A loaded ``mu_product`` is therefore not read.
+    changes mid-run). A loaded ``mu_product`` is therefore not read. The product is continued
+    from the last step's; after a change of ``betas[0]`` or a resumed run it is recomputed, in
+    at most about ``100 / (1 - beta1)`` multiplications (by then it is 0 in float32, or
+    constant, for good).
 
     Parameters
     ----------

@@ -233,11 +233,12 @@ _STATE_KEYS = {
 _LIST_ENTRY = re.compile(r"\b([a-z_]+)\[(\d+)\](?:\[\d+\])?")
 
 
-def user_message(message: str, where: list[tuple[int, int, int]]) -> str:
+def user_message(message: str, where: list[tuple[int, int, int | None]]) -> str:
     """A native refusal of a step (which names its flat argument lists: ``exp_avgs[3]``) in the
     user's terms: ``where[k]`` is (group, index in the group, index in ``grads``) of the k-th
     parameter of the native call, and the names become ``param_groups[g]['params'][j]``,
-    ``grads[i]`` and ``state[param_groups[g]['params'][j]]['exp_avg']``."""
+    ``grads[i]`` and ``state[param_groups[g]['params'][j]]['exp_avg']``. An index in ``grads``
+    of None names the gradient ``param_groups[g]['params'][j].grad`` (torch's)."""
 
     def rename(m: re.Match) -> str:
         role, k = m.group(1), int(m.group(2))
@@ -248,7 +249,7 @@ def user_message(message: str, where: list[tuple[int, int, int]]) -> str:
         if role == "params":
             return param
         if role == "grads":
-            return f"grads[{i}]"
+            return f"grads[{i}]" if i is not None else f"{param}.grad"
         if role == "steps":
             return f"state[{param}]['step']"
         if role == "hypers":

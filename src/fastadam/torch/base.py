@@ -35,7 +35,7 @@ import torch.optim.optimizer as _torch_optimizer
 
 from .. import _core
 from ..optim import Optimizer as NumpyOptimizer
-from ..optim.validation import REFUSED, as_step
+from ..optim.validation import REFUSED, as_step, user_message
 from ..scaling import StepReport
 from .memory import (
     MemoryOrder,
@@ -477,9 +477,10 @@ class Optimizer(torch.optim.Optimizer):
             return
         try:
             report = self._numpy._native(None, params, grads, arrays, steps, fresh, hypers, options)
-        except REFUSED:
+        except REFUSED as exc:
             if created:
                 self._rollback(created)
+                self._in_user_terms(exc, stepped)
                 raise
             # The quick gather trusts the plan and the gradients' layout: check everything,
             # then a refusal is the input's fault and is raised.
@@ -490,8 +491,9 @@ class Optimizer(torch.optim.Optimizer):
                 report = self._numpy._native(
                     None, params, grads, arrays, steps, fresh, hypers, options
                 )
-            except REFUSED:
+            except REFUSED as exc:
                 self._rollback(created)
+                self._in_user_terms(exc, stepped)
                 raise
         self.last_report = report
         if report is not None and report.skipped:  # skip_nonfinite saw an inf or NaN
@@ -511,6 +513,22 @@ class Optimizer(torch.optim.Optimizer):
         written += plan.bases
         _increment_version(written)
         self._remember(gathered)
+
+    def _in_user_terms(self, exc: BaseException, stepped: list) -> None:
+        """Rewrites a native refusal's names of the call's flat lists (``params[2]``,
+        ``exp_avgs[0]``, counting only the parameters that stepped) as the parameters'
+        places in ``param_groups``."""
+        if not (isinstance(exc, (TypeError, ValueError)) and len(exc.args) == 1):
+            return
+        if not isinstance(exc.args[0], str):
+            return
+        place = {
+            id(p): (gi, j)
+            for gi, g in enumerate(self.param_groups)
+            for j, p in enumerate(g["params"])
+        }
+        where = [(*place[id(slot.param)], None) for slot in stepped]
+        exc.args = (user_message(exc.args[0], where),)
 
     def _careful_gather(self, created: list) -> Any:
         try:
