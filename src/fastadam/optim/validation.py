@@ -222,14 +222,9 @@ _STATE_KEYS = {
     "momentum_buffers": "momentum_buffer",
     "state_sums": "sum",
     "masters": "master_param",
-    # the 8-bit entries' lists are named as the state keys they hold
-    "exp_avg_codes": "exp_avg_codes",
-    "exp_avg_scales": "exp_avg_scales",
-    "exp_avg_sq_codes": "exp_avg_sq_codes",
-    "exp_avg_sq_scales": "exp_avg_sq_scales",
-    "max_exp_avg_sq_codes": "max_exp_avg_sq_codes",
-    "max_exp_avg_sq_scales": "max_exp_avg_sq_scales",
 }
+# The 8-bit entries' lists (exp_avg_codes, ...) are named as the state keys they hold.
+_KEY_NAMED_LISTS = ("_codes", "_scales")
 _LIST_ENTRY = re.compile(r"\b([a-z_]+)\[(\d+)\](?:\[\d+\])?")
 
 
@@ -254,7 +249,9 @@ def user_message(message: str, where: list[tuple[int, int, int | None]]) -> str:
             return f"state[{param}]['step']"
         if role == "hypers":
             return f"param_groups[{gi}]"
-        key = _STATE_KEYS.get(role, role.removesuffix("s"))
+        key = _STATE_KEYS.get(role) or (
+            role if role.endswith(_KEY_NAMED_LISTS) else role.removesuffix("s")
+        )
         return f"state[{param}][{key!r}]"
 
     return _LIST_ENTRY.sub(rename, message)
