@@ -463,6 +463,71 @@ def test_a_nonfinite_gradient_skips_the_step(isa, dtype, bad, rng):
     assert not np.array_equal(bits(sets[0][0]), bits(before[0][0]))
 
 
+# grad_scale and the power of two at which the float32 multiplier 1 / grad_scale takes a
+# gradient of the dtype to inf (float16's largest is 65504, so its scale must be far smaller).
+UNSCALE_OVERFLOW = {"float32": (2.0**-8, 2.0**120), "bfloat16": (2.0**-8, 2.0**120)}
+UNSCALE_OVERFLOW["float16"] = (2.0**-113, 2.0**15)
+
+
+def one_step(api, p, g, rng, grad_scale):
+    """One step of `api` over p with skip_nonfinite; returns the report, the arrays the step
+    may write, copies of them from before the step and all the gradients it looked at."""
+    n = p.size
+    master = p.astype(np.float32) if p.dtype.itemsize == 2 else None
+    options = {"grad_scale": grad_scale, "skip_nonfinite": True}
+    if api == "adam_multi":
+        ps = [rng.standard_normal(n).astype(p.dtype), p, rng.standard_normal(n).astype(p.dtype)]
+        gs = [np.ones(n, p.dtype), g, np.ones(n, p.dtype)]
+        ms, vs = zip(*(state(rng, n) for _ in range(3)))
+        masters = [None if master is None else x.astype(np.float32) for x in ps]
+        written = [*ps, *ms, *vs, *[x for x in masters if x is not None]]
+        before = [a.copy() for a in written]
+        report = fastadam.adam_step_multi(ps, gs, ms, vs, steps=3, masters=masters, **options)
+        return report, written, before, gs
+    if api == "adam8bit":
+        st = fastadam.lowbit.zeros_state(n)
+        m = state(rng, n)[0]
+        fastadam.adam8bit_step(np.zeros(n, np.float32), m, **st, step=1)  # non-zero codes
+        written = [p, *st.values(), *([master] if master is not None else [])]
+        before = [a.copy() for a in written]
+        report = fastadam.adam8bit_step(p, g, **st, step=2, master=master, **options)
+        return report, written, before, [g]
+    if api == "sgd":
+        buf = rng.standard_normal(n).astype(np.float32)
+        written = [p, buf, *([master] if master is not None else [])]
+        before = [a.copy() for a in written]
+        report = fastadam.sgd_step(p, g, buf, momentum=0.9, master=master, **options)
+        return report, written, before, [g]
+    opt = fastadam.Adam([p], master_weights=master is not None, skip_nonfinite=True)
+    opt.step([rng.standard_normal(n).astype(p.dtype)])  # state to keep
+    before = [p.copy(), *(np.copy(x) for x in opt.state_dict()["state"][0].values())]
+    report = opt.step([g], grad_scale=grad_scale)
+    return report, [p, *opt.state_dict()["state"][0].values()], before, [g]
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [pytest.param(np.dtype(np.float32), id="float32")])
+@pytest.mark.parametrize("api", ["adam_multi", "adam8bit", "sgd", "Adam"])
+def test_a_gradient_that_unscaling_overflows_skips_the_step(isa, dtype, api, rng):
+    """With grad_scale < 1 a finite gradient times 1 / grad_scale may overflow float32: such a
+    step is skipped like one with an inf gradient (nothing written), as torch's GradScaler
+    checks after unscaling; a gradient one power of two smaller steps. The reference agrees."""
+    grad_scale, overflowing = UNSCALE_OVERFLOW[np.dtype(dtype).name]
+    n = 5000
+    for top, skipped in [(overflowing, True), (overflowing / 2, False), (-overflowing, True)]:
+        p = rng.standard_normal(n).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        g[n // 2] = top
+        assert np.isfinite(g).all()
+        report, after, before, grads = one_step(api, p, g, rng, grad_scale)
+        want, _ = reference.grad_report(grads, grad_scale=grad_scale, skip_nonfinite=True)
+        assert report.skipped is skipped is want.skipped
+        assert report.grad_norm == pytest.approx(want.grad_norm, rel=1e-12)
+        unchanged = [np.array_equal(bits(np.asarray(a)), bits(b)) for a, b in zip(after, before)]
+        # Skipped: every byte as before. Stepped: something written (the parameter itself may
+        # stay, as the huge unscaled gradient's v makes its update 0).
+        assert all(unchanged) if skipped else not all(unchanged)
+
+
 def test_clipping_follows_torch_rule(rng):
     """g * min(1, c / (norm + 1e-6)) with the norm of the unscaled gradients of all sets."""
     n = 10_000

@@ -123,7 +123,7 @@ GradLook look_at_grads(const CheckedSets& sets, const StepOptions& options) {
     }
     GradStats stats;
     without_gil([&] { stats = grad_stats(spans.data(), spans.size()); });
-    out.decision = decide(options.policy, stats);
+    out.decision = decide(options.policy, stats, spans.data(), spans.size());
     out.multiplier = out.decision.grad_multiplier;
     return out;
 }

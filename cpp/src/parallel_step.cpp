@@ -269,6 +269,49 @@ GradStats grad_stats(const GradSpan* spans, std::size_t count) {
     return stats;
 }
 
+double largest_magnitude(const GradSpan* spans, std::size_t count) {
+    double largest = 0.0;
+    for (std::size_t k = 0; k < count; ++k) {
+        const GradSpan& s = spans[k];
+        for (std::int64_t i = 0; i < s.size; ++i) {
+            float x = 0.0f;
+            switch (s.type) {
+                case ElementType::float32: x = static_cast<const float*>(s.data)[i]; break;
+                case ElementType::float16: x = to_float(static_cast<const Half*>(s.data)[i]); break;
+                case ElementType::bfloat16:
+                    x = to_float(static_cast<const BFloat16*>(s.data)[i]);
+                    break;
+                case ElementType::float64: break;  // multiplied in double
+            }
+            largest = std::max(largest, static_cast<double>(std::fabs(x)));
+        }
+    }
+    return largest;
+}
+
+GradDecision decide(const GradPolicy& policy, const GradStats& stats, const GradSpan* spans,
+                    std::size_t count) {
+    GradDecision d;
+    d.grad_norm = std::sqrt(stats.sum_of_squares) / policy.grad_scale;
+    double clip = 1.0;
+    if (policy.max_grad_norm > 0.0) {
+        clip = policy.max_grad_norm / (d.grad_norm + 1e-6);
+        if (clip > 1.0) clip = 1.0;  // NaN stays NaN, as torch.clamp(max=1) leaves it
+    }
+    d.grad_multiplier = (1.0 / policy.grad_scale) * clip;
+    bool finite = stats.finite && std::isfinite(d.grad_norm);
+    // Every magnitude is at most sqrt(sum_of_squares), so only a bound within a factor of two
+    // of float32's overflow (2**128) sends this to read the gradients again.
+    const float multiplier32 = static_cast<float>(d.grad_multiplier);
+    if (finite && multiplier32 > 1.0f &&
+        std::sqrt(stats.sum_of_squares) * multiplier32 >= 0x1p127) {
+        const auto largest = static_cast<float>(largest_magnitude(spans, count));
+        finite = !std::isinf(largest * multiplier32);
+    }
+    d.skip = policy.skip_nonfinite && !finite;
+    return d;
+}
+
 namespace {
 
 // The value of environment variable `name` without surrounding whitespace; empty when unset.

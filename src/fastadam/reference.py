@@ -262,11 +262,20 @@ def grad_report(
             total += float(np.dot(g64.ravel(), g64.ravel()))
         norm = math.sqrt(total) / grad_scale
         finite = math.isfinite(norm) and all(np.isfinite(np.asarray(g)).all() for g in grads)
-        if skip_nonfinite and not finite:
-            return StepReport(True, norm), 1.0
         if max_grad_norm is not None:
             clip = max_grad_norm / (norm + 1e-6)
             clip = clip if not clip > 1.0 else 1.0
+        # A finite gradient that the float32 multiplier takes to inf (grad_scale < 1) counts as
+        # non-finite too; float64 gradients are multiplied in double.
+        multiplier32 = np.float32((1.0 / grad_scale) * clip)
+        for g in grads:
+            g = np.asarray(g)
+            if finite and g.dtype != np.float64 and g.size:
+                with np.errstate(over="ignore"):
+                    top = np.float32(np.max(np.abs(g.astype(np.float32))))
+                    finite = bool(np.isfinite(top * multiplier32))
+        if skip_nonfinite and not finite:
+            return StepReport(True, norm), 1.0
     return StepReport(False, norm), (1.0 / grad_scale) * clip
 
 

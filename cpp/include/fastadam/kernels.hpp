@@ -207,19 +207,16 @@ inline bool needs_grad_stats(const GradPolicy& policy) {
 
 // multiplier = (1 / grad_scale) * min(1, max_grad_norm / (norm + 1e-6)), in double, rounded
 // once to the state type by the kernel. A non-finite norm without skip_nonfinite gives what
-// torch's clip_grad_norm_ gives (a NaN or zero coefficient).
-inline GradDecision decide(const GradPolicy& policy, const GradStats& stats) {
-    GradDecision d;
-    d.grad_norm = std::sqrt(stats.sum_of_squares) / policy.grad_scale;
-    d.skip = policy.skip_nonfinite && !(stats.finite && std::isfinite(d.grad_norm));
-    double clip = 1.0;
-    if (policy.max_grad_norm > 0.0) {
-        clip = policy.max_grad_norm / (d.grad_norm + 1e-6);
-        if (clip > 1.0) clip = 1.0;  // NaN stays NaN, as torch.clamp(max=1) leaves it
-    }
-    d.grad_multiplier = (1.0 / policy.grad_scale) * clip;
-    return d;
-}
+// torch's clip_grad_norm_ gives (a NaN or zero coefficient). The step counts as non-finite too
+// where a finite gradient times the multiplier overflows (grad_scale < 1; torch's GradScaler
+// checks the gradients after unscaling them for the same reason): the spans are those given to
+// grad_stats, and are read again only in that rare case (largest_magnitude).
+GradDecision decide(const GradPolicy& policy, const GradStats& stats, const GradSpan* spans,
+                    std::size_t count);
+
+// The largest magnitude among the spans' gradients that the kernels multiply in float32 (every
+// type but float64); one plain pass on the calling thread.
+double largest_magnitude(const GradSpan* spans, std::size_t count);
 
 // Instruction-set paths. `available_isas` lists those compiled into this build that this CPU
 // can run, best first; the best one is active until `set_isa` picks another.
