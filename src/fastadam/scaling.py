@@ -3,7 +3,8 @@
 Every step (``fastadam.adam_step``, ``Adam.step``, ...) returns a ``StepReport``. A step with
 ``skip_nonfinite`` or ``max_grad_norm`` first looks at all its gradients in one fused pass:
 ``grad_norm`` is their global L2 norm (of the unscaled gradients, before clipping), and
-``skipped`` says that a gradient was inf or NaN, so nothing was written.
+``skipped`` says that a gradient was inf or NaN (or became inf once unscaled, with a
+``grad_scale`` below 1), so nothing was written.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ __all__ = ["DynamicLossScaler", "StepReport"]
 
 
 class StepReport(NamedTuple):
-    """What a step did: ``skipped`` (no array was written because a gradient was inf or NaN)
-    and ``grad_norm`` (the global L2 norm of the unscaled gradients; None when the step was not
+    """What a step did: ``skipped`` (no array was written because a gradient was inf or NaN,
+    or became inf once unscaled) and ``grad_norm`` (the global L2 norm of the unscaled gradients; None when the step was not
     asked to look at them)."""
 
     skipped: bool = False

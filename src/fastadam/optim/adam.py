@@ -66,8 +66,10 @@ class Adam(Optimizer):
         ``'master_param'``, made from the parameter at its first step): the update reads and
         writes it, and the parameter is written as its rounding in the same pass.
     skip_nonfinite : bool
-        Before writing, look at all gradients of the step: if any is inf or NaN, change nothing
-        (parameters, state, step counts) and report the step as skipped.
+        Before writing, look at all gradients of the step: if any is inf or NaN, or would be
+        once divided by ``grad_scale`` (possible only for ``grad_scale`` < 1), or their norm
+        overflows float64, change nothing (parameters, state, step counts) and report the
+        step as skipped.
     max_grad_norm : float, optional
         Clip the global L2 norm of all the step's (unscaled) gradients to this, as torch's
         ``clip_grad_norm_``, inside the update.
