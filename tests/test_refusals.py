@@ -237,3 +237,209 @@ def test_torch_refusals_name_the_parameters_place_in_param_groups():
         "param_groups[1]['params'][1] and param_groups[0]['params'][1] share memory"
     )
     assert not opt.state and bool((big == 0).all())
+
+
+# -- state that a load would resume from wrongly -------------------------------------------------
+
+
+def test_load_refuses_a_master_copy_the_optimizer_would_not_keep():
+    """A master copy loaded into an optimizer without master_weights would be neither updated
+    nor used, and a later load into one with master_weights would undo every step since."""
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    p = np.linspace(-1, 1, 64).astype(bf16)
+    opt = fastadam.Adam([p], master_weights=True)
+    opt.step([np.ones(64, bf16)])
+    sd = copy.deepcopy(opt.state_dict())
+    plain = fastadam.Adam([p.copy()])
+    with pytest.raises(ValueError, match=r"state\[0\]\['master_param'\].*master_weights=True"):
+        plain.load_state_dict(sd)
+    assert not plain.state
+    del sd["state"][0]["master_param"]
+    plain.load_state_dict(sd)  # without it: continue from the parameter
+
+
+def _torch_stepped(name, dtype="float32", **kw):
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastadam.torch")
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, dtype=getattr(torch, dtype)))
+    opt = getattr(ft, name)([w], lr=1e-2, **kw)
+    w.grad = torch.randn(16, dtype=w.dtype)
+    opt.step()
+    return opt, w
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("Adam", "exp_avg_sq"),
+        ("Adam", "exp_avg"),
+        ("Adam", "step"),
+        ("AdamW", "exp_avg_sq"),
+        ("RMSprop", "square_avg"),
+        ("Adagrad", "sum"),
+        ("Adamax", "exp_inf"),
+        ("NAdam", "exp_avg_sq"),
+        ("RAdam", "step"),
+    ],
+)
+def test_torch_load_refuses_state_missing_an_entry(name, key):
+    """torch's loader takes such a dict and the next step would start the entry afresh (a
+    jump of the parameter, or the step count back at 1); the NumPy classes refuse it."""
+    opt, _ = _torch_stepped(name)
+    good = copy.deepcopy(opt.state_dict())
+    bad = copy.deepcopy(good)
+    del bad["state"][0][key]
+    with pytest.raises(ValueError, match=rf"state of param_groups\[0\]\['params'\]\[0\].*{key!r}"):
+        opt.load_state_dict(bad)
+    after = opt.state_dict()
+    for k, value in good["state"][0].items():
+        assert bool((after["state"][0][k] == value).all()), k
+
+
+def test_torch_load_refuses_master_copies_where_none_are_kept():
+    opt, w = _torch_stepped("Adam", master_weights=True)  # float32: no master copy
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["master_param"] = w.detach().clone()
+    with pytest.raises(ValueError, match="master copies are for float16 and bfloat16"):
+        opt.load_state_dict(sd)
+    pytest.importorskip("ml_dtypes")
+    opt, w = _torch_stepped("Adam", dtype="bfloat16", master_weights=True)
+    sd = copy.deepcopy(opt.state_dict())
+    plain, _ = _torch_stepped("Adam", dtype="bfloat16")
+    with pytest.raises(ValueError, match="built without master_weights=True"):
+        plain.load_state_dict(sd)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("lambda", "0.1"), ("lambda", None), ("lambda", float("nan")), ("switch_step", "x"),
+     ("switch_step", 0), ("gamma", [1])],
+)  # fmt: skip
+def test_swats_refuses_a_bad_switch_record(key, value):
+    """SWATS's step reads these after its native call has written: a bad one is refused by
+    the load and by the cached step before anything changes."""
+    opt, _, grads = _stepped(fastadam.SWATS)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0][key] = value
+    before = _snapshot(opt)
+    with pytest.raises((TypeError, ValueError), match=key):
+        opt.load_state_dict(sd)
+    assert _snapshot(opt) == before
+    kept = opt.param_groups[0][key]
+    opt.param_groups[0][key] = value  # set by hand between cached steps
+    with pytest.raises((TypeError, ValueError), match=key):
+        opt.step(grads)
+    opt.param_groups[0][key] = kept
+    assert _snapshot(opt) == before
+
+
+def test_checkpoint_of_another_class_is_refused(tmp_path):
+    """NAdam and RAdam keep arrays of the same names; Adam and AdamW the same keys."""
+    for writer, reader in [(fastadam.NAdam, fastadam.RAdam), (fastadam.Adam, fastadam.AdamW)]:
+        opt, params, _ = _stepped(writer)
+        opt.save(tmp_path / "a.npz")
+        other = reader([p.copy() for p in params])
+        with pytest.raises(ValueError, match=f"holds the state of {writer.__name__}"):
+            other.load(tmp_path / "a.npz")
+        assert not other.state
+
+
+def _npz_with(members: dict) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def test_checkpoint_refuses_hostile_entries_with_value_error():
+    """An entry whose header claims 2**40 elements, JSON nested too deep for the parser, one
+    parameter index spelt twice: ValueError naming the file, nothing changed."""
+    import io
+    import json
+    import zipfile
+
+    opt, _, _ = _stepped(fastadam.Adam)
+    buf = io.BytesIO()
+    opt.save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        good = {n: z.read(n) for n in z.namelist()}
+
+    def npy(a):
+        b = io.BytesIO()
+        np.save(b, a, allow_pickle=False)
+        return b.getvalue()
+
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    huge = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(32)
+    meta = json.loads(np.load(io.BytesIO(good["meta.npy"])).tobytes())
+    meta["steps"] = {"0": 2, "00": 2, "1": 2}
+    twice = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    deep = np.frombuffer(("[" * 100000 + "]" * 100000).encode(), np.uint8)
+    before = _snapshot(opt)
+    for members, match in [
+        ({**good, "state.0.exp_avg.npy": huge}, "unreadable entry 'state.0.exp_avg'"),
+        ({**good, "meta.npy": npy(deep)}, "unreadable 'meta'"),
+        ({**good, "meta.npy": npy(twice)}, "index 0 appears twice"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            opt.load(io.BytesIO(_npz_with(members)))
+        assert _snapshot(opt) == before
+
+
+def test_load_refuses_8bit_state_of_another_shape(tmp_path):
+    """State dicts hold the codes in their parameter's shape, so a (10, 500) parameter's
+    8-bit state does not load into a (500, 10) or (5000,) one (float state never did)."""
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal((10, 500)).astype(np.float32)
+    opt = fastadam.Adam([p], state_bits=8)
+    opt.step([rng.standard_normal((10, 500)).astype(np.float32)])
+    sd = opt.state_dict()
+    assert sd["state"][0]["exp_avg_codes"].shape == (10, 500)
+    opt.save(tmp_path / "a.npz")
+    for shape in [(500, 10), (5000,)]:
+        for bits in [8, 32]:
+            other = fastadam.Adam([np.zeros(shape, np.float32)], state_bits=bits)
+            with pytest.raises(ValueError, match=r"exp_avg_codes.*shape"):
+                other.load_state_dict(sd)
+            with pytest.raises(ValueError, match=r"exp_avg_codes.*shape"):
+                other.load(tmp_path / "a.npz")
+            assert not other.state
+    same = fastadam.Adam([p.copy()], state_bits=8)
+    same.load(tmp_path / "a.npz")
+    for key, value in sd["state"][0].items():
+        assert np.array_equal(same.state_dict()["state"][0][key], value), key
+
+
+def test_to_torch_state_dict_refuses_what_torch_adam_cannot_continue():
+    ft = pytest.importorskip("fastadam.torch")
+    rng = np.random.default_rng(4)
+    params = [rng.standard_normal(5000).astype(np.float32)]
+    keras = fastadam.Adam([p.copy() for p in params], eps_mode="keras")
+    keras.step([np.ones(5000, np.float32)])
+    with pytest.raises(ValueError, match="eps_mode='keras'"):
+        ft.to_torch_state_dict(keras.state_dict())
+    coded = fastadam.Adam([p.copy() for p in params], state_bits=8)
+    coded.step([np.ones(5000, np.float32)])
+    with pytest.raises(ValueError, match=r"dequantize=True"):
+        ft.to_torch_state_dict(coded.state_dict())
+    sd = ft.to_torch_state_dict(coded.state_dict(dequantize=True))
+    assert "eps_mode" not in sd["param_groups"][0]
+
+
+def test_load_refuses_one_index_twice_and_names_an_unreadable_tensor():
+    opt, _, _ = _stepped(fastadam.Adam)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"]["0"] = sd["state"][0]
+    with pytest.raises(ValueError, match="index 0 twice"):
+        opt.load_state_dict(sd)
+    torch = pytest.importorskip("torch")
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["exp_avg"] = torch.zeros(300, requires_grad=True)
+    with pytest.raises(TypeError, match=r"state\[0\]\['exp_avg'\]"):
+        opt.load_state_dict(sd)

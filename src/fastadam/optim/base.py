@@ -21,6 +21,7 @@ from .validation import (
     SET_MESSAGE,
     as_step,
     check_grad,
+    check_loaded_master,
     check_no_overlap,
     check_param,
     check_state_dict_layout,
@@ -737,10 +738,9 @@ class Optimizer:
             arrays_before = len(requests)
             for name in self._state_arrays:
                 value = saved.get(name)
-                if value is not None and name == "master_param" and not is_16bit(p.dtype):
-                    raise ValueError(
-                        f"state[{index}]['master_param']: master copies are for float16 and "
-                        f"bfloat16 parameters, this one is {p.dtype}"
+                if value is not None and name == "master_param":
+                    check_loaded_master(
+                        is_16bit(p.dtype), p.dtype, self.master_weights, f"state[{index}]"
                     )
                 if value is not None:  # torch's SGD may hold a None momentum_buffer
                     sources.append(loaded_state(value, p, f"state[{index}][{name!r}]"))

@@ -149,6 +149,10 @@ class _Damaged(Exception):
     """A problem with the file's contents, reported as ValueError naming the file."""
 
 
+# What reading a damaged entry raises (MemoryError: a header claiming more than memory holds).
+_UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, OSError, MemoryError)
+
+
 def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
     """The state dict stored in ``file``; _Damaged for anything that is not a valid checkpoint
     of an optimizer like ``opt``."""
@@ -163,16 +167,16 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
             raise _Damaged("no 'meta' entry: not a fastadam optimizer checkpoint")
         try:
             meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-        except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        except (*_UNREADABLE, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise _Damaged(f"unreadable 'meta' entry ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise _Damaged("not a fastadam optimizer checkpoint")
         if meta.get("version") not in READABLE_VERSIONS:
             raise _Damaged(f"unknown format version {meta.get('version')!r}")
         writer = meta.get("class")
-        if writer not in CLASSES:
+        if not isinstance(writer, str) or writer not in CLASSES:
             raise _Damaged(f"written by an unknown optimizer class {writer!r}")
-        if CLASSES[writer]._state_arrays != type(opt)._state_arrays:
+        if CLASSES[writer] is not type(opt):  # NAdam's and RAdam's arrays have the same names
             raise _Damaged(f"holds the state of {writer}, not of {type(opt).__name__}")
         steps, groups = meta.get("steps"), meta.get("param_groups")
         if not isinstance(steps, dict) or not isinstance(groups, list):
@@ -185,12 +189,15 @@ def _read(file: PathOrFile, opt: Optimizer) -> dict[str, Any]:
                 if key in npz.files:
                     try:
                         s[name] = npz[key]
-                    except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
-                        raise _Damaged(f"unreadable entry {key!r} ({exc})") from exc
+                    except _UNREADABLE as exc:
+                        raise _Damaged(f"unreadable entry {key!r} ({exc!r})") from exc
             try:
-                state[int(index)] = s
+                number = int(index)
             except ValueError:
                 raise _Damaged(f"bad state index {index!r}") from None
+            if number in state:
+                raise _Damaged(f"state index {number} appears twice in 'steps'")
+            state[number] = s
     return {"state": state, "param_groups": groups}
 
 

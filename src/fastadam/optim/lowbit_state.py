@@ -1,8 +1,9 @@
 """Adam's 8-bit state in the optimizer classes (``Adam(..., state_bits=8)``).
 
 A parameter with 8-bit state keeps, instead of ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``,
-the coded arrays of ``fastadam.lowbit``: ``<name>_codes`` (uint8, one per element) and
-``<name>_scales`` (float32, one per 256-element block), under those keys of its state dict.
+the coded arrays of ``fastadam.lowbit``: ``<name>_codes`` (uint8, one per element; in
+the parameter's shape in state dicts) and ``<name>_scales`` (float32, one per 256-element
+block), under those keys of its state dict.
 Which parameters get it: every float32, float16 or bfloat16 parameter of at least
 ``min_8bit_size`` elements (default 4096, as bitsandbytes' ``min_8bit_size``); smaller ones and
 float64 ones keep float state. ``state_dict()`` carries the codes, the scales and
@@ -47,16 +48,16 @@ def create(state: dict[str, Any], p: np.ndarray, name: str) -> None:
     state[scales] = np.zeros(lowbit.block_count(p.size), np.float32)
 
 
-def _checked_coded(saved: Mapping[str, Any], name: str, size: int, where: str) -> tuple:
+def _checked_coded(saved: Mapping[str, Any], name: str, shape: tuple, where: str) -> tuple:
     codes_key, scales_key = coded_names(name)
     codes = np.asarray(saved[codes_key])
     scales = np.asarray(saved.get(scales_key))
-    if codes.dtype != np.uint8 or codes.shape != (size,):
+    if codes.dtype != np.uint8 or codes.shape != shape:
         raise ValueError(
-            f"{where}[{codes_key!r}] must be a uint8 array of shape ({size},), got "
-            f"{codes.dtype} {codes.shape}"
+            f"{where}[{codes_key!r}] must be a uint8 array of its parameter's shape {shape}, "
+            f"got {codes.dtype} {codes.shape}"
         )
-    blocks = lowbit.block_count(size)
+    blocks = lowbit.block_count(codes.size)
     if scales.dtype != np.float32 or scales.shape != (blocks,):
         raise ValueError(
             f"{where}[{scales_key!r}] must be a float32 array of shape ({blocks},), got "
@@ -82,7 +83,7 @@ def dequantized(saved: Mapping[str, Any], p: np.ndarray, where: str) -> dict[str
         if coded_names(name)[0] in saved:
             if saved.get(name) is not None:
                 raise ValueError(f"{where} holds both {name!r} and its codes: keep one")
-            codes, scales = _checked_coded(saved, name, p.size, where)
+            codes, scales = _checked_coded(saved, name, p.shape, where)
             values = lowbit.decode(codes, scales, name).reshape(p.shape)
             out[name] = values.astype(state_dtype(p.dtype), copy=False)
     return out
@@ -104,8 +105,12 @@ def exported(state: Mapping[str, Any], shape: tuple, dequantize: bool) -> dict[s
     out = {k: v for k, v in state.items() if k not in CODED_ARRAYS}
     if not any(key in state for key in CODED_ARRAYS):
         return out
-    if not dequantize:
-        out.update((k, v) for k, v in state.items() if k in CODED_ARRAYS)
+    if not dequantize:  # the codes in the parameter's shape (views), so that loads can check it
+        out.update(
+            (k, v.reshape(shape) if k.endswith("_codes") else v)
+            for k, v in state.items()
+            if k in CODED_ARRAYS
+        )
         out[VERSION_KEY] = np.array(lowbit.FORMAT_VERSION, dtype=np.int32)
         return out
     for name in lowbit.STATE_NAMES:

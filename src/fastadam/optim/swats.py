@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,23 @@ __all__ = ["SWATS"]
 
 _swats_step_sets = _core.swats_step_sets
 _SGD_OF_PHASE = {"adam": False, "sgd": True}
+
+
+def check_switch_record(group: Mapping[str, Any]) -> None:
+    """The switch's running record in a group, as ``_decide`` writes it: ``lambda`` a finite
+    number, ``gamma`` None or a number, ``switch_step`` None or a step (an int >= 1)."""
+    lam = real(group["lambda"], "lambda")
+    if not math.isfinite(lam):
+        raise ValueError(f"Invalid lambda value: {lam}")
+    if group["gamma"] is not None:
+        real(group["gamma"], "gamma")
+    switch_step = group["switch_step"]
+    if switch_step is not None and not (
+        isinstance(switch_step, numbers.Integral)
+        and not isinstance(switch_step, bool)
+        and switch_step >= 1
+    ):
+        raise TypeError(f"switch_step must be None or a step number >= 1, got {switch_step!r}")
 
 
 class SWATS(Optimizer):
@@ -124,6 +143,7 @@ class SWATS(Optimizer):
             sgd_lr = real(sgd_lr, "sgd_lr")
             if not 0.0 <= sgd_lr:
                 raise ValueError(f"Invalid sgd_lr value: {sgd_lr}")
+        check_switch_record(group)
         values.update(eps_switch=eps_switch, phase=phase, sgd_lr=sgd_lr)
         return values
 
@@ -179,6 +199,7 @@ class SWATS(Optimizer):
         return report
 
     def _fast_call(self, group, lists, grads, t, options) -> StepReport:
+        check_switch_record(group)  # _decide reads it after the native call has written
         params = group["params"]
         exp_avgs, exp_avg_sqs, buffers, masters = lists
         dots = self._dots_for(len(params))

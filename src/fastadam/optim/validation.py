@@ -199,14 +199,39 @@ def check_state_dict_layout(state_dict: Any) -> None:
     state = state_dict["state"]
     if not isinstance(state, Mapping):
         raise TypeError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+    seen = set()
     for key in state:
         if not _is_index(key):
             raise TypeError(f"state_dict['state'] has key {key!r}: keys are parameter indices")
+        if int(key) in seen:  # 0 and "0"
+            raise ValueError(f"state_dict['state'] has parameter index {int(key)} twice")
+        seen.add(int(key))
+
+
+def check_loaded_master(sixteen_bit: bool, dtype: Any, master_weights: bool, where: str) -> None:
+    """A loaded 'master_param' must belong to a 16-bit parameter (``dtype``, a NumPy or torch
+    dtype) of an optimizer that keeps master copies: elsewhere it would be neither updated nor
+    used, until an optimizer with master_weights=True loaded it again and wrote the stale copy
+    over the parameter."""
+    if not sixteen_bit:
+        raise ValueError(
+            f"{where}['master_param']: master copies are for float16 and bfloat16 parameters, "
+            f"this one is {dtype}"
+        )
+    if not master_weights:
+        raise ValueError(
+            f"{where}['master_param']: this optimizer was built without master_weights=True; "
+            "build it with master_weights=True to continue from the master copy, or drop the "
+            "entry to continue from the parameter"
+        )
 
 
 def loaded_state(value: Any, p: np.ndarray, name: str) -> np.ndarray:
     """A loaded state array, checked (floating point, its parameter's shape), not yet copied."""
-    a = np.asarray(value)
+    try:
+        a = np.asarray(value)
+    except RuntimeError as exc:  # a tensor that requires grad
+        raise TypeError(f"{name} cannot be read as an array: {exc}") from None
     if a.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != p.shape:

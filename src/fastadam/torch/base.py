@@ -35,7 +35,7 @@ import torch.optim.optimizer as _torch_optimizer
 
 from .. import _core
 from ..optim import Optimizer as NumpyOptimizer
-from ..optim.validation import REFUSED, as_step, user_message
+from ..optim.validation import REFUSED, as_step, check_loaded_master, user_message
 from ..scaling import StepReport
 from .memory import (
     MemoryOrder,
@@ -415,10 +415,31 @@ class Optimizer(torch.optim.Optimizer):
         try:
             for group in self.param_groups:
                 self._numpy._validate(_numbers(group))
+            self._check_loaded_state()
             self._prepare(rehome=True, sources=wide)
         except BaseException:
             self.state, self.param_groups, self._plan = previous
             raise
+
+    def _check_loaded_state(self) -> None:
+        """What the NumPy class's loader checks and torch's does not: every loaded state holds
+        the entries its next step reads (else the step would silently start them afresh), and
+        a 'master_param' only where master copies are kept."""
+        numpy_class = self._numpy
+        for gi, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):
+                st = self.state.get(p)
+                if not st:
+                    continue
+                name = _name(group, gi, j)
+                wanted = ("step",) if numpy_class._counts_steps else ()
+                for key in (*wanted, *numpy_class._required_arrays):
+                    if st.get(key) is None:
+                        raise ValueError(f"state of {name} has no {key!r}")
+                if st.get("master_param") is not None:
+                    check_loaded_master(
+                        p.dtype in _HALF, p.dtype, self.master_weights, f"state of {name}"
+                    )
 
     # -- the step ------------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ import torch
 
 from ..optim.validation import as_step
 
+# The keys of 8-bit state (fastadam.optim.lowbit_state: <name>_codes, <name>_scales).
+CODED_SUFFIXES = ("_codes", "_scales")
+
 __all__ = ["from_torch_state_dict", "to_torch_state_dict"]
 
 # Group entries only torch's optimizers read; fastadam's NumPy optimizers have no such options.
@@ -40,21 +43,34 @@ def to_torch_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        A group with ``bias_correction=False``: torch's Adam cannot continue that trajectory.
+        What torch's Adam cannot continue: a group with ``bias_correction=False`` or
+        ``eps_mode='keras'``, or 8-bit state (export that with ``state_dict(dequantize=True)``).
     """
     _check_shape(state_dict)
     groups = []
     for group in state_dict["param_groups"]:
         group = dict(group)
-        # torch's Adam always corrects the bias: the entry goes, a False one cannot be honoured
+        # torch's Adam always corrects the bias and adds eps outside the square root: those
+        # entries go, and other values cannot be honoured (torch ignores keys it lacks)
         if "bias_correction" in group and not group.pop("bias_correction"):
             raise ValueError(
                 "a parameter group has bias_correction=False, which torch.optim's Adam cannot do"
             )
+        if group.get("eps_mode", "torch") != "torch":
+            raise ValueError(
+                f"a parameter group has eps_mode={group['eps_mode']!r}, which torch.optim's Adam "
+                "cannot do"
+            )
+        group.pop("eps_mode", None)
         group["params"] = list(group["params"])
         groups.append(group)
     state = {}
     for index, saved in state_dict["state"].items():
+        if any(key.endswith(CODED_SUFFIXES) for key in saved):
+            raise ValueError(
+                f"state[{index}] holds 8-bit state, which torch.optim's Adam cannot read: "
+                "export it with state_dict(dequantize=True)"
+            )
         out = {}
         for key, value in saved.items():
             if key == "step":
