@@ -290,6 +290,22 @@ def failures(seed: int) -> None:
         ),
         unchanged,
     )
+    bad = list(g)
+    bad[4] = params[4]  # the parameter itself on every rank; one rank owns its one element
+    expect_failure("grad-is-its-param-averaged", lambda: opt.step(bad, averaged=True), unchanged)
+    expect_failure("grad-is-its-param", lambda: opt.step(bad), unchanged)
+    crossed = list(g)
+    crossed[4] = opt.grad_views[1][:1]  # inside the gradient buffer, at another's place
+    expect_failure("grad-in-another-view", lambda: opt.step(crossed), unchanged)
+    expect_failure("root-differs", lambda: opt.consolidated_state_dict(root=RANK), unchanged)
+    expect_failure("root-not-a-rank", lambda: opt.consolidated_state_dict(root=WORLD), unchanged)
+    folder = os.path.join(sys.argv[3], "checkpoint")
+    opt.save(folder)
+    elsewhere = folder if RANK == 0 else f"{folder}-{RANK}"
+    expect_failure("save-folders-differ", lambda: opt.save(elsewhere), unchanged)
+    opt.load(folder)  # the previous checkpoint is whole
+    why = unchanged()
+    report("previous-checkpoint-whole", not why, why)
     # the optimizer still works, and agrees with a reference that took the same two steps
     ref = [p.copy() for p in make_params(seed, (np.float32,))]
     ref_opt = fastadam.Adam(ref, lr=1e-2, amsgrad=True)
@@ -299,6 +315,15 @@ def failures(seed: int) -> None:
     # the first step reduced identical gradients: (g + g) / 2 == g only holds exactly for 2 ranks
     why = bitwise(params, ref) if WORLD <= 2 else ""
     report("works-after-refusals", not why, why)
+    # an lr held in a 0-d array and changed in place is the lr of the next step
+    lr = np.array(1e-2)
+    opt.param_groups[0]["lr"] = lr
+    opt.step(g)
+    lr[...] = 0.0
+    before = [p.copy() for p in params]
+    opt.step(g)
+    why = bitwise(params, before)
+    report("lr-array-changed-in-place", not why, why)
 
     # Construction: a parameter of another shape on one rank
     shapes = [p.copy() for p in make_params(seed, (np.float32,))]

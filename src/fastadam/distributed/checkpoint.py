@@ -16,6 +16,7 @@ slices that overlap its own (one file's array at a time).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -78,6 +79,14 @@ def state_dict(opt: ShardedOptimizer) -> dict[str, Any]:
 
 def consolidated_state_dict(opt: ShardedOptimizer, root: int) -> dict[str, Any] | None:
     comm = opt.comm
+    error = None
+    if isinstance(root, bool) or not isinstance(root, numbers.Integral):
+        error = TypeError(f"root must be an int, got {root!r}")
+    elif not 0 <= root < opt.world:
+        error = ValueError(f"root must be a rank from 0 to {opt.world - 1}, got {root}")
+    # every rank must gather to the same root, or the Gather below never completes
+    agree(comm, error, None if error else {"root": int(root)}, "the root rank")
+    root = int(root)
     full: dict[tuple[np.dtype, str], np.ndarray] = {}
     for dt, layout in opt._layouts.items():
         kind = opt._mpi_type(dt)
@@ -363,6 +372,14 @@ def save(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
         old: list[str] = []
         if opt.rank == 0:
             try:
+                # The index may name only files that are there: a rank that wrote elsewhere
+                # (another path, a folder not shared) would leave it naming a missing file.
+                for w, name in enumerate(files):
+                    if not os.path.exists(os.path.join(folder, name)):
+                        raise ValueError(
+                            f"rank {w}'s file {name} is not in rank 0's folder {folder}: every "
+                            "rank must save to the same folder, visible to all of them"
+                        )
                 old = _previous_files(folder)
                 write_atomically(
                     os.path.join(folder, INDEX), lambda f: f.write(index_text.encode("utf-8"))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _core
 from ..optim import Adam
-from ..optim.validation import check_grad, grad_ok
+from ..optim.validation import check_grad, check_no_overlap, grad_ok, span
 from . import checkpoint
 from .agreement import agree, digest, mpi
 from .layout import DtypeLayout, Piece
@@ -157,6 +157,7 @@ class ShardedOptimizer:
         self._flat_grads: dict[np.dtype, np.ndarray] = {}
         self._shard_grads: dict[np.dtype, np.ndarray] = {}
         self._grad_views: list[np.ndarray] | None = None
+        self._checked_grads: list[np.ndarray | None] = []  # the last gradients checked
         self._buckets = self._make_buckets()
         # Per-parameter bookkeeping, equal on every rank: step counts, the state arrays the
         # parameter has, whether it has a state entry at all (torch's ``opt.state[p]``).
@@ -281,6 +282,10 @@ class ShardedOptimizer:
         for i, g in enumerate(grads):
             if g is not None and not grad_ok(g, params[i]):
                 check_grad(g, params[i], f"grads[{i}]")
+        checked = self._checked_grads
+        if len(checked) != len(grads) or any(g is not c for g, c in zip(grads, checked)):
+            self._check_grad_memory(grads)  # not again for the same arrays (grad_views)
+            self._checked_grads = list(grads)
         mask = tuple(g is not None for g in grads)
         averaged = bool(averaged)
         opt = self._opt
@@ -303,6 +308,32 @@ class ShardedOptimizer:
             [opt._arrays(v) for v in values],
         )
         return plan
+
+    def _check_grad_memory(self, grads: Grads) -> None:
+        """Checked here, on every rank, before the ranks agree (the native entry sees only the
+        own slice, and a rank whose slice is empty does not call it): no gradient shares
+        memory with a parameter (which fastadam.Adam refuses too), and a gradient inside the
+        flat gradient buffer is its own parameter's place there (grad_views[i]), since the
+        step copies gradients into that buffer in parameter order."""
+        spans = [(*span(p), True, ("param", gi, j)) for p, gi, j in self._param_places()]
+        spans += [(*span(g), False, ("grads", i)) for i, g in enumerate(grads) if g is not None]
+        check_no_overlap(spans)
+        for i, g in enumerate(grads):
+            flat = self._flat_grads.get(self._params[i].dtype)
+            if g is None or flat is None or not np.may_share_memory(g, flat):
+                continue
+            if span(g) != span(self.grad_views[i]):
+                raise ValueError(
+                    f"grads[{i}] lies in the gradient buffer but not at grad_views[{i}]: the "
+                    "step's copies into that buffer would overwrite it"
+                )
+
+    def _param_places(self) -> list[tuple[np.ndarray, int, int]]:
+        return [
+            (p, gi, j)
+            for gi, g in enumerate(self._opt.param_groups)
+            for j, p in enumerate(g["params"])
+        ]
 
     def _apply(self, grads: Grads, plan: _Plan) -> None:
         MPI, comm, world = self._MPI, self.comm, self.world
@@ -540,9 +571,14 @@ def _plain(group: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _snapshot(group: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """A group's entries as they are now (lists copied), to notice a change by the next step."""
-    return [
-        (key, tuple(value) if isinstance(value, list) else value)
-        for key, value in group.items()
-        if key != "params"
-    ]
+    """A group's entries as they are now (lists copied, arrays copied: an lr held in a 0-d
+    array may be changed in place), to notice a change by the next step."""
+    return [(key, _frozen(value)) for key, value in group.items() if key != "params"]
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, np.ndarray):
+        return (np.ndarray, value.dtype.str, value.shape, value.tobytes())
+    return value
