@@ -306,6 +306,33 @@ def failures(seed: int) -> None:
     opt.load(folder)  # the previous checkpoint is whole
     why = unchanged()
     report("previous-checkpoint-whole", not why, why)
+    try:
+        opt.load(os.path.join(folder, "missing"))
+    except FileNotFoundError:  # an OSError a caller can catch, on every rank
+        why = unchanged()
+        report("load-missing-folder", not why, why)
+    else:
+        report("load-missing-folder", False, "no error")
+    shard = os.path.join(folder, min(f for f in os.listdir(folder) if f.endswith(".npz")))
+    comm.barrier()
+    if RANK == 0:
+        with open(shard, "r+b") as f:
+            f.truncate(100)
+    comm.barrier()
+    expect_failure("truncated-shard", lambda: opt.load(folder), unchanged)
+    # A consolidated dict whose groups list the parameter indices in another order: matched
+    # by place in the groups, as fastadam.Adam matches them.
+    full = comm.bcast(opt.consolidated_state_dict(), root=0)
+    count = len(params)
+    renamed = {
+        "param_groups": [
+            dict(full["param_groups"][0], params=[count - 1 - k for k in range(count)])
+        ],
+        "state": {count - 1 - int(k): v for k, v in full["state"].items()},
+    }
+    opt.load_state_dict(renamed)
+    why = unchanged()
+    report("consolidated-matched-by-place", not why, why)
     # the optimizer still works, and agrees with a reference that took the same two steps
     ref = [p.copy() for p in make_params(seed, (np.float32,))]
     ref_opt = fastadam.Adam(ref, lr=1e-2, amsgrad=True)

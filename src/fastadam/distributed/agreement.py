@@ -19,11 +19,22 @@ __all__ = ["agree", "digest", "mpi"]
 
 _MPI: Any = None
 
+# The exception types raised again as themselves on every rank (others as RuntimeError): bad
+# arguments, and the file errors a caller may catch (a missing checkpoint folder).
 _KINDS: dict[str, type[Exception]] = {
-    "TypeError": TypeError,
-    "ValueError": ValueError,
-    "KeyError": KeyError,
-    "IndexError": IndexError,
+    kind.__name__: kind
+    for kind in (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        OSError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    )
 }
 
 

@@ -19,6 +19,7 @@ import json
 import numbers
 import os
 import secrets
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ import numpy as np
 from .. import _core
 from ..optim.base import step_value
 from ..optim.checkpoint import CLASSES, write_atomically
-from ..optim.validation import as_step, loaded_state
+from ..optim.validation import as_step, check_state_dict_layout, loaded_state
 from .agreement import agree
 from .layout import DtypeLayout
 
@@ -195,11 +196,17 @@ def _install(opt: ShardedOptimizer, staged: _Staged) -> None:
 def _from_consolidated(opt: ShardedOptimizer, sd: Any) -> _Staged:
     if not isinstance(sd, Mapping) or not {"state", "param_groups"} <= set(sd):
         raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+    check_state_dict_layout(sd)
     n = len(opt._params)
+    # Parameters are matched by their place in the groups, as fastadam.Adam and torch do: the
+    # k-th index listed in the saved groups names the optimizer's k-th parameter.
+    position = {
+        int(index): k for k, index in enumerate(i for g in sd["param_groups"] for i in g["params"])
+    }
     steps, has, stateful = [0] * n, [set() for _ in range(n)], [False] * n
     flat: dict[tuple[int, str], np.ndarray] = {}
     for key, saved in sd["state"].items():
-        i = int(key)
+        i = position.get(int(key), -1)
         if not 0 <= i < n:
             raise ValueError(f"state[{key!r}] names no parameter of this optimizer")
         if not isinstance(saved, Mapping):
@@ -300,6 +307,10 @@ def _from_meta(opt: ShardedOptimizer, meta: Mapping[str, Any], fetch) -> _Staged
     stateful = [bool(s) for s in meta["stateful"]]
     if not len(steps) == len(has) == len(stateful) == n:
         raise ValueError("the state's per-parameter lists do not match its parameters")
+    for i in range(n):
+        for name in opt._opt._required_arrays if stateful[i] else ():
+            if name not in has[i]:
+                raise ValueError(f"the state of parameter {i} has no {name!r}")
     return _stage(opt, meta["param_groups"], steps, has, stateful, _Shards(opt, meta, fetch))
 
 
@@ -409,22 +420,28 @@ def load(opt: ShardedOptimizer, path: str | os.PathLike[str]) -> None:
 
         def fetch(w: int, dt: str, name: str) -> np.ndarray:
             npz = opened.get(w)
-            if npz is None:
-                file = os.path.join(folder, os.path.basename(files[w]))
-                npz = opened[w] = np.load(file, allow_pickle=False)
-                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-                if meta.get("token") != index["token"] or meta.get("rank") != w:
-                    raise ValueError(f"{file} does not belong to this checkpoint's index")
-            key = f"shard.{dt}.{name}"
-            if key not in npz.files:
-                raise ValueError(f"rank {w}'s file has no {key!r}")
-            return npz[key]
+            file = os.path.join(folder, os.path.basename(files[w]))
+            try:
+                if npz is None:
+                    npz = opened[w] = np.load(file, allow_pickle=False)
+                    if not isinstance(npz, np.lib.npyio.NpzFile):
+                        raise ValueError("not a .npz archive")
+                    meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+                    if meta.get("token") != index.get("token") or meta.get("rank") != w:
+                        raise ValueError("it does not belong to this checkpoint's index")
+                key = f"shard.{dt}.{name}"
+                if key not in npz.files:
+                    raise ValueError(f"it has no {key!r}")
+                return npz[key]
+            except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{file}: {exc}") from exc
 
         staged = _from_meta(opt, index, fetch)
     except Exception as exc:  # noqa: BLE001 - any failure is agreed on, or ranks deadlock
         error = exc
     finally:
         for npz in opened.values():
-            npz.close()
+            if isinstance(npz, np.lib.npyio.NpzFile):
+                npz.close()
     agree(opt.comm, error, None if staged is None else staged.desc, "the loaded states")
     _install(opt, staged)
