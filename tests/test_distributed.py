@@ -229,3 +229,16 @@ def test_layout_covers_every_element_once(rng, world, dtype):
     assert all(lo % BLOCK == 0 for lo, _ in buckets)
     described = DtypeLayout.from_description(layout.describe())
     assert described.offsets == layout.offsets and described.shard == layout.shard
+
+
+def test_a_difference_is_named_where_only_the_digest_sees_it():
+    """0.0 and -0.0 (or 1 and 1.0) compare equal but make different digests: the refusal
+    still names the entry (it said 'their digests differ')."""
+    from fastadam.distributed.agreement import _difference
+
+    descs = [{"param_groups": [{"lr": 1e-3, "weight_decay": 0.0}]}] * 2
+    descs[1] = {"param_groups": [{"lr": 1e-3, "weight_decay": -0.0}]}
+    assert _difference(descs) == (
+        "param_groups[0]['weight_decay'] is 0.0 on rank 0 but -0.0 on rank 1"
+    )
+    assert _difference([{"tag": 1}, {"tag": 1.0}]) == "tag is 1 on rank 0 but 1.0 on rank 1"
