@@ -443,3 +443,117 @@ def test_load_refuses_one_index_twice_and_names_an_unreadable_tensor():
     sd["state"][0]["exp_avg"] = torch.zeros(300, requires_grad=True)
     with pytest.raises(TypeError, match=r"state\[0\]\['exp_avg'\]"):
         opt.load_state_dict(sd)
+
+
+# -- the cached step follows what the user changed between steps -------------------------------
+
+_ALL_CLASSES = [
+    fastadam.Adam,
+    fastadam.AdamW,
+    fastadam.SGD,
+    fastadam.Adagrad,
+    fastadam.RMSprop,
+    fastadam.Adamax,
+    fastadam.NAdam,
+    fastadam.RAdam,
+    fastadam.SWATS,
+]
+
+
+def _twins(cls, change):
+    """Two optimizers stepped alike, then changed alike by ``change(opt, params)``; the second
+    forgets its cached lists (the general path). Returns both and their gradients."""
+    pairs = []
+    for _ in range(2):
+        rng = np.random.default_rng(11)
+        params = [rng.standard_normal(300).astype(np.float32) for _ in range(3)]
+        kw = {"momentum": 0.9} if cls is fastadam.SGD else {}
+        opt = cls(params, lr=1e-2, **kw)
+        grads = [rng.standard_normal(300).astype(np.float32) for _ in params]
+        for _ in range(3):
+            opt.step(grads)
+        change(opt, params)
+        pairs.append((opt, grads))
+    pairs[1][0]._drop_fast()
+    return pairs
+
+
+def _same(a, b) -> bool:
+    return pickle.dumps(_snapshot(a)) == pickle.dumps(_snapshot(b))
+
+
+@pytest.mark.parametrize("cls", _ALL_CLASSES)
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda opt, ps: opt.param_groups[0]["params"].__setitem__(0, ps[0].copy()),
+        lambda opt, ps: opt.param_groups[0]["params"].reverse(),
+        lambda opt, ps: opt.param_groups.__setitem__(0, dict(opt.param_groups[0], lr=0.0)),
+    ],
+    ids=["entry replaced", "entries reordered", "group dict replaced"],
+)
+def test_cached_step_sees_params_and_groups_changed_by_hand(cls, change):
+    """The cached lists belonged to the old arrays and group: a replaced parameter gets fresh
+    state (as torch gives it), reordered ones keep their own, a new group dict is read."""
+    (cached, grads), (general, _) = _twins(cls, change)
+    cached.step(grads)
+    general.step(grads)
+    assert _same(cached, general)
+
+
+@pytest.mark.parametrize("cls", _ALL_CLASSES)
+def test_cached_step_takes_the_same_grads_and_values_as_the_general_path(cls):
+    import collections
+    from decimal import Decimal
+
+    (cached, grads), (general, _) = _twins(cls, lambda opt, ps: None)
+    for opt in (cached, general):
+        with pytest.raises(TypeError, match="grads must be a list or tuple"):
+            opt.step(collections.deque(grads))
+    (cached, grads), (general, _) = _twins(cls, lambda opt, ps: None)
+    for opt in (cached, general):  # a number that converts itself, on both paths alike
+        opt.param_groups[0]["lr"] = Decimal("0.001")
+        if opt is general:
+            opt._drop_fast()
+        opt.step(grads)
+    assert _same(cached, general)
+
+
+@pytest.mark.parametrize("cls", [c for c in _ALL_CLASSES if c is not fastadam.SGD])
+def test_state_copies_and_emptied_state(cls):
+    """dict(state) and {**state} show the current step after cached steps; an emptied state
+    starts afresh (as torch starts an empty one); arrays without 'step' are refused before
+    anything changes."""
+    opt, params, grads = _stepped(cls, steps=5)
+    s = opt.state[params[0]]
+    assert int(dict(s)["step"]) == int({**s}["step"]) == 5
+    s.clear()
+    fresh = cls([params[0].copy()], lr=1e-2)
+    fresh.step([grads[0]])
+    opt.step(grads)
+    for key, value in fresh.state_dict()["state"][0].items():
+        assert np.array_equal(opt.state_dict()["state"][0][key], value), key
+    del opt.state[params[1]]["step"]
+    before = _snapshot(opt)
+    with pytest.raises(ValueError, match="no 'step'"):
+        opt.step(grads)
+    assert _snapshot(opt) == before
+
+
+def test_swats_cached_step_refuses_a_bad_eps_switch_unchanged():
+    opt, _, grads = _stepped(fastadam.SWATS)
+    before = _snapshot(opt)
+    for bad in (-1.0, float("nan"), "x"):
+        opt.param_groups[0]["eps_switch"] = bad
+        with pytest.raises((TypeError, ValueError), match="eps_switch"):
+            opt.step(grads)
+    opt.param_groups[0]["eps_switch"] = 1e-9
+    assert _snapshot(opt) == before
+
+
+def test_nadam_state_dict_at_a_step_past_2_to_53():
+    opt, params, grads = _stepped(fastadam.NAdam)
+    opt.state[params[0]]["step"] = 2**63 - 300
+    opt.state[params[1]]["step"] = 2**63 - 300
+    opt.step(grads)
+    assert int(opt.state_dict()["state"][0]["step"]) == 2**63 - 299

@@ -235,7 +235,7 @@ class Adam(Optimizer):
             return Optimizer.step(self, grads, grad_scale)
         fast = self._fast
         options = self._options if grad_scale == 1.0 else self._options_for(grad_scale)
-        if fast is not None:
+        if fast is not None and fast.describes(self.param_groups, grads):
             group = fast.group
             t = fast.t + 1
             exp_avgs, exp_avg_sqs, maxes, masters = fast.lists
@@ -312,6 +312,9 @@ class Adam(Optimizer):
             created.append((id(p), None))
         else:
             state = entry[1]
+            if not state:  # emptied by hand: afresh, as Optimizer._state_of
+                dict.__setitem__(state, "step", 0)
+                created.append((id(p), "step"))
         if self.master_weights and p.dtype.itemsize == 2 and "master_param" not in state:
             requests.append((state, "master_param", p, "param"))
             created.append((id(p), "master_param"))

@@ -6,6 +6,7 @@ own (``adam``, ``sgd``, ``adagrad``)."""
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar, Optional, Union
@@ -89,6 +90,11 @@ class ParamState(dict):
             self._before_read()
         return dict.__getitem__(self, key)
 
+    def __iter__(self) -> Any:
+        # Defined so that dict(state) and {**state} copy through keys() and __getitem__ (which
+        # brings 'step' up to date) instead of reading the dict's storage directly.
+        return dict.__iter__(self)
+
     def __reduce__(self) -> tuple:
         self._before_read()
         return (dict, (dict(self),))  # a copy or a pickle is a plain dict
@@ -139,7 +145,7 @@ class _Fast:
     handed to the native call (one per name of ``_state_arrays``, None where the step uses
     none), kept between steps."""
 
-    __slots__ = ("group", "lists", "no_maxes", "states", "t")
+    __slots__ = ("group", "lists", "no_maxes", "params", "states", "t")
 
     def __init__(
         self,
@@ -149,10 +155,24 @@ class _Fast:
         lists: tuple[list[np.ndarray] | None, ...],
     ) -> None:
         self.group = group
+        self.params = list(group["params"])
         self.states = states
         self.t = t
         self.lists = lists
         self.no_maxes: list[None] = [None] * len(states)  # max_exp_avg_sqs without amsgrad
+
+    def describes(self, groups: list[ParamGroup], grads: Any) -> bool:
+        """Whether the lists still fit this step: the same group dict holding the same arrays
+        (an entry replaced or reordered by hand would be stepped with another's state), and
+        grads a list or tuple, as the general path requires."""
+        params = self.group["params"]
+        return (
+            len(groups) == 1
+            and groups[0] is self.group
+            and isinstance(grads, (list, tuple))
+            and len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+        )
 
 
 class _StateView(Mapping):
@@ -468,7 +488,7 @@ class Optimizer:
         """
         options = self._options_for(grad_scale)
         fast = self._fast
-        if fast is not None:
+        if fast is not None and fast.describes(self.param_groups, grads):
             t = fast.t + 1
             try:
                 # One group, one dtype, every state present: the native call validates every
@@ -531,24 +551,38 @@ class Optimizer:
                 calls.append((values[gi], ps, gs))
                 where += ws
         created: list[tuple[int, str | None]] = []
+
+        def forget_created() -> None:
+            for key, name in reversed(created):
+                if name is None:
+                    del self._state[key]
+                else:
+                    dict.__delitem__(self._state[key][1], name)
+
         requests: list = []
         pending = []
-        for v, ps, gs in calls:
-            needed = self._arrays(v)
-            states, fresh = [], []
-            for p in ps:
-                before = len(created)
-                states.append(self._state_of(p, needed, created, requests))
-                fresh.append(len(created) > before)
-            pending.append((v, ps, gs, states, fresh, needed))
-        allocate_together(requests)  # all new state of this step in one buffer per dtype
+        try:
+            for v, ps, gs in calls:
+                needed = self._arrays(v)
+                states, fresh = [], []
+                for p in ps:
+                    before = len(created)
+                    states.append(self._state_of(p, needed, created, requests))
+                    fresh.append(len(created) > before)
+                pending.append((v, ps, gs, states, fresh, needed))
+            # the counts first: a state whose 'step' is missing or bad is refused before any
+            # state is allocated
+            all_steps = [
+                [self._next_step(s) for s in states] if self._counts_steps else None
+                for _, _, _, states, _, _ in pending
+            ]
+            allocate_together(requests)  # all new state of this step in one buffer per dtype
+        except BaseException:
+            forget_created()
+            raise
         prepared = [
             (v, ps, gs, states, fresh, self._lists_of(states, needed))
             for v, ps, gs, states, fresh, needed in pending
-        ]
-        all_steps = [
-            [self._next_step(s) for s in states] if self._counts_steps else None
-            for _, _, _, states, _, _ in prepared
         ]
         # Flat lists over every group and dtype, for the one native call.
         flat_params: list = []
@@ -565,13 +599,6 @@ class Optimizer:
             flat_hypers += [self._hyper_tuple(v)] * len(ps)
             for name, lst in flat_arrays.items():
                 lst += arrays.get(name) or [None] * len(ps)
-
-        def forget_created() -> None:
-            for key, name in reversed(created):
-                if name is None:
-                    del self._state[key]
-                else:
-                    del self._state[key][1][name]
 
         try:
             report = self._native(
@@ -613,8 +640,10 @@ class Optimizer:
     def _next_step(state: dict[str, Any]) -> int:
         """A parameter's step count after this step; a count the user wrote into the state dict
         is checked first."""
-        t = state["step"]
+        t = state.get("step")
         if type(t) is not int:
+            if t is None:
+                raise ValueError("a parameter's state has arrays but no 'step'")
             t = as_step(t, "a parameter's state['step']")
         return t + 1
 
@@ -644,6 +673,9 @@ class Optimizer:
             created.append((id(p), None))
         else:
             state = entry[1]
+            if not state and self._counts_steps:  # emptied by hand (state.clear()): afresh,
+                dict.__setitem__(state, "step", 0)  # as torch starts an empty state
+                created.append((id(p), "step"))
         if self.master_weights and is_16bit(p.dtype) and "master_param" not in state:
             requests.append((state, "master_param", p, "param"))  # a float32 copy of p
             created.append((id(p), "master_param"))

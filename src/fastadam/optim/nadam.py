@@ -9,6 +9,7 @@ import numpy as np
 from .. import _core
 from .base import Params
 from .moments import TwoMoments, cached_call, general_call
+from .validation import as_step
 
 __all__ = ["NAdam"]
 
@@ -121,7 +122,7 @@ def with_mu_product(state_dict: dict[str, Any], make=lambda x: np.array(x, np.fl
             group_of[index] = group
     for index, s in state_dict["state"].items():
         group = group_of[index]
-        step = int(float(s["step"]))
+        step = as_step(s["step"], f"state[{index}]['step']")  # exactly, past 2**53 too
         beta1 = float(group["betas"][0])
         product = _core.nadam_mu_product(beta1, float(group["momentum_decay"]), step)
         state_dict["state"][index] = {**s, "mu_product": make(product)}

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _core
 from ..scaling import StepReport
 from .base import Optimizer, Params
-from .validation import adam_family, real
+from .validation import adam_family, betas_pair, real
 
 __all__ = ["SWATS"]
 
@@ -199,7 +199,8 @@ class SWATS(Optimizer):
         return report
 
     def _fast_call(self, group, lists, grads, t, options) -> StepReport:
-        check_switch_record(group)  # _decide reads it after the native call has written
+        # Everything _decide reads after the native call has written is checked before it.
+        self._validate(group)
         params = group["params"]
         exp_avgs, exp_avg_sqs, buffers, masters = lists
         dots = self._dots_for(len(params))
@@ -230,10 +231,11 @@ class SWATS(Optimizer):
             step_grad += float(dots[2 * i + 1])
         if step_grad == 0.0:  # p_k . g_k = 0: no estimate at this step
             return
-        beta2 = group["betas"][1]
+        # the group's values as _validate read them (it ran before the native call)
+        beta2 = betas_pair(group["betas"])[1]
         gamma = step_step / step_grad  # (p.p) / (-p.g) with p = -step
-        lam = beta2 * group["lambda"] + (1.0 - beta2) * gamma
+        lam = beta2 * float(group["lambda"]) + (1.0 - beta2) * gamma
         estimate = lam / (1.0 - beta2**k)
         group["gamma"], group["lambda"], group["sgd_lr"] = gamma, lam, estimate
-        if k > 1 and abs(estimate - gamma) < group["eps_switch"]:
+        if k > 1 and abs(estimate - gamma) < float(group["eps_switch"]):
             group["phase"], group["switch_step"] = "sgd", k

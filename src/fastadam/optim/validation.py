@@ -101,13 +101,20 @@ def grad_ok(g: Any, p: np.ndarray) -> bool:
 
 
 def real(value: Any, what: str) -> float:
-    """A hyper-parameter as a float: a Python or NumPy real number (or a 0-d real array), never
-    a string, as torch refuses one."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        value = value.item()
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a real number, got {value!r}")
-    return float(value)
+    """A hyper-parameter as a float: a Python or NumPy real number, a 0-d real array, or
+    another number that converts itself (a Decimal, a one-element tensor: what the native
+    entries of the cached step read); never a string, as torch refuses one."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0 and value.dtype.kind in "biuf":
+            return float(value.item())
+    elif isinstance(value, numbers.Real):
+        return float(value)
+    elif hasattr(type(value), "__float__") and not isinstance(value, (str, bytes)):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise TypeError(f"{what} must be a real number, got {value!r}")
 
 
 # A step count must leave room for the next step in the native 64-bit counter.
