@@ -718,3 +718,66 @@ def test_every_isa_steps_the_same_bits(seed):
     finally:
         fastadam.set_isa(previous)
     assert all(rel_diff(m, results[0]) == 0.0 for m in results)
+
+
+# -- memory moved under the same tensor objects between steps -----------------------------------
+
+
+def _twin_runs(name, change, steps=3, n=64, square=False, set_to_none=True):
+    """fastadam.torch.<name> and torch.optim.<name> (foreach=False) stepped alike, with
+    ``change(opt, p)`` applied to both after the second step; their parameters and states."""
+    out = []
+    for cls in (getattr(ft, name), getattr(torch.optim, name)):
+        torch.manual_seed(0)
+        shape = (8, 8) if square else (n,)
+        p = torch.nn.Parameter(torch.randn(shape))
+        kw = {"foreach": False} if cls is not getattr(ft, name) else {}
+        if name == "SGD":
+            kw["momentum"] = 0.9
+        opt = cls([p], lr=1e-2, **kw)
+        g = torch.randn(shape)
+        for k in range(steps + 2):
+            if k == 2:
+                change(opt, p)
+            if set_to_none or p.grad is None:
+                p.grad = (g * (k + 1)).clone()
+            else:
+                p.grad.copy_(g * (k + 1))
+            opt.step()
+        out.append((p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items()}))
+    return out
+
+
+def _state_tensor(opt, p):
+    return next(v for k, v in opt.state[p].items() if k != "step" and v.dim() > 0)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad", "RMSprop"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda opt, p: _state_tensor(opt, p).share_memory_(),
+        lambda opt, p: setattr(_state_tensor(opt, p), "data", _state_tensor(opt, p).data.clone()),
+    ],
+    ids=["share_memory_", "data swapped"],
+)
+def test_state_storage_moved_under_the_same_tensor_is_followed(name, change):
+    """share_memory_() (Hogwild's shared optimizers) or `.data = ...` move a state tensor's
+    memory under the same object: the next step writes to the new memory (the plan's old
+    views would write to freed memory), as torch.optim does."""
+    (p, state), (p_ref, state_ref) = _twin_runs(name, change)
+    assert torch.allclose(p, p_ref, rtol=1e-5, atol=1e-7)
+    for key, value in state_ref.items():
+        assert torch.allclose(state[key].float(), value.float(), rtol=1e-5, atol=1e-7), key
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad"])
+def test_a_square_parameter_transposed_in_place_is_followed(name):
+    """p.data = p.data.t() keeps the pointer and shape of a square parameter: only its
+    strides say that the elements moved."""
+
+    def transpose(opt, p):
+        p.data = p.data.t()
+
+    (p, _), (p_ref, _) = _twin_runs(name, transpose, square=True, set_to_none=False)
+    assert torch.allclose(p, p_ref, rtol=1e-5, atol=1e-7)

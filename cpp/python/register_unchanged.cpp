@@ -57,7 +57,7 @@ bool same_options(PyObject* group, PyObject* keys, PyObject* values) {
     return true;
 }
 
-// Whether t.name() is the int `expected` (or t.name is None when expected is None).
+// Whether t.name() equals `expected` (an int, a tuple of ints).
 bool same_call(PyObject* t, PyObject* name, PyObject* expected) {
     PyObject* now = PyObject_CallMethodNoArgs(t, name);
     if (now == nullptr) {
@@ -81,13 +81,13 @@ bool no_grad(PyObject* t, PyObject* name) {
 }
 
 // groups_now: the optimizer's param_groups; groups: a tuple of (group, keys, values, params) per
-// group, params a tuple of the group's parameters; tensors, ptrs: the stepped parameters and
-// their data_ptr() values (tuples); dicts: a tuple of (dict, flat items) pairs; others: a tuple
-// of parameters that must have no gradient.
-bool same_as_recorded(py::handle groups_now, py::tuple groups, py::tuple tensors, py::tuple ptrs,
+// group, params a tuple of the group's parameters; watched: a tuple of (tensor, method name,
+// value) triples, each method's result (data_ptr(), stride()) still that value, so that the
+// plan's NumPy views still see the tensors' memory; dicts: a tuple of (dict, flat items) pairs;
+// others: a tuple of parameters that must have no gradient.
+bool same_as_recorded(py::handle groups_now, py::tuple groups, py::tuple watched,
                       py::tuple dicts, py::tuple others) {
     static PyObject* const params_key = PyUnicode_InternFromString("params");
-    static PyObject* const data_ptr = PyUnicode_InternFromString("data_ptr");
     static PyObject* const grad = PyUnicode_InternFromString("grad");
     PyObject* now = groups_now.ptr();
     if (!PyList_Check(now) || PyList_GET_SIZE(now) != static_cast<Py_ssize_t>(groups.size()))
@@ -107,9 +107,13 @@ bool same_as_recorded(py::handle groups_now, py::tuple groups, py::tuple tensors
         }
         if (!same_items(params, PyTuple_GET_ITEM(entry, 3))) return false;
     }
-    if (tensors.size() != ptrs.size()) throw py::value_error("tensors and ptrs differ in length");
-    for (std::size_t i = 0; i < tensors.size(); ++i)
-        if (!same_call(tensors[i].ptr(), data_ptr, ptrs[i].ptr())) return false;
+    for (auto triple : watched) {
+        PyObject* t = triple.ptr();
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3)
+            throw py::type_error("watched[i] must be (tensor, method name, value)");
+        if (!same_call(PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2)))
+            return false;
+    }
     for (auto pair : dicts) {
         if (!PyTuple_Check(pair.ptr()) || PyTuple_GET_SIZE(pair.ptr()) != 2)
             throw py::type_error("dicts[i] must be (dict, flat items)");
@@ -123,10 +127,10 @@ bool same_as_recorded(py::handle groups_now, py::tuple groups, py::tuple tensors
 
 // The stepped parameters' gradients (a list, None entries included) when everything is as
 // recorded, else None.
-py::object unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors, py::tuple ptrs,
-                     py::tuple dicts, py::tuple others) {
+py::object unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors,
+                     py::tuple watched, py::tuple dicts, py::tuple others) {
     static PyObject* const grad = PyUnicode_InternFromString("grad");
-    if (!same_as_recorded(groups_now, groups, tensors, ptrs, dicts, others)) return py::none();
+    if (!same_as_recorded(groups_now, groups, watched, dicts, others)) return py::none();
     py::list grads(tensors.size());
     for (std::size_t i = 0; i < tensors.size(); ++i) {
         PyObject* g = PyObject_GetAttr(tensors[i].ptr(), grad);
@@ -140,12 +144,12 @@ py::object unchanged(py::handle groups_now, py::tuple groups, py::tuple tensors,
 
 void register_unchanged(py::module_& m) {
     using namespace pybind11::literals;
-    m.def("unchanged", &unchanged, "groups_now"_a, "groups"_a, "tensors"_a, "ptrs"_a, "dicts"_a,
-          "others"_a,
+    m.def("unchanged", &unchanged, "groups_now"_a, "groups"_a, "tensors"_a, "watched"_a,
+          "dicts"_a, "others"_a,
           "fastadam.torch's steady-state test: when the parameter groups (identity, option "
-          "values, parameters), the parameters' data_ptr(), the state dicts' items and the "
-          "gradients of the parameters without state are as recorded, the stepped parameters' "
-          ".grad values (a list); else None.");
+          "values, parameters), the watched tensors' data_ptr() and stride(), the state dicts' "
+          "items and the gradients of the parameters without state are as recorded, the "
+          "stepped parameters' (tensors') .grad values (a list); else None.");
 }
 
 }  // namespace fastadam::python

@@ -165,7 +165,9 @@ class _Slot:
         "order",
         "param",
         "ptr",
+        "recorded",
         "state",
+        "stride",
         "tensors",
         "view",
         "views",
@@ -175,6 +177,7 @@ class _Slot:
         self.param = param
         self.order = order
         self.ptr = param.data_ptr()
+        self.stride = param.stride()
         self.view = numpy_view(param.detach() if order is None else param.detach().permute(order))
         self.grad_view = grad_viewer(param.dtype, order)
         self.state: dict | None = None
@@ -185,6 +188,7 @@ class _Slot:
         # not allocate (those share their buffer's version counter, bumped once per step).
         self.bump: list[torch.Tensor] = [param]
         self.index = -1  # position in the plan's step counts
+        self.recorded: list = []  # watched() once the plan is built
         self.fresh = False  # state created, not yet stepped (SGD copies the gradient then)
 
     def adopt(self, name: str, t: torch.Tensor) -> None:
@@ -192,13 +196,28 @@ class _Slot:
         self.views[name] = numpy_view(t if self.order is None else t.permute(self.order))
         self.bump.append(t)
 
+    def watched(self) -> list[tuple[torch.Tensor, str, Any]]:
+        """(tensor, method, value) for what the plan's NumPy views assume about the memory of
+        the parameter and its state tensors: the same storage (``share_memory_()`` or
+        ``.data = ...`` move it under the same tensor object, and the views would write to
+        freed memory) and, for the parameter, the same layout (``p.data = p.data.t()`` on a
+        square parameter keeps its pointer)."""
+        out = [(self.param, "data_ptr", self.ptr), (self.param, "stride", self.stride)]
+        out += [(t, "data_ptr", t.data_ptr()) for t in self.tensors.values()]
+        return out
+
+    def moved(self) -> bool:
+        """Whether anything ``watched`` recorded when the plan was built has changed."""
+        return any(getattr(t, method)() != value for t, method, value in self.recorded)
+
 
 class _Quick:
     """A successful step's native-call lists, reused while nothing but the gradients changes.
 
     ``_core.unchanged`` makes the checks that nothing else changed in one native call (in Python
     they cost about 2 us, as much as the update of a small tensor): per group (the group, its
-    option keys and values, its parameters); the parameters stepped and their storage pointers;
+    option keys and values, its parameters); the parameters stepped, and the storage and layout
+    of them and their state tensors (``_Slot.watched``);
     the items of the state mapping and of every stepped parameter's state dict (the objects are
     kept, so identities stay unique); the parameters without state (which must still have no
     gradient)."""
@@ -213,15 +232,15 @@ class _Quick:
         "native",
         "others",
         "params",
-        "ptrs",
         "tensors",
         "viewers",
+        "watched",
     )
 
     def __init__(self, native_class, state, groups, slots, others, params, arrays, hypers, bump):
         self.groups = tuple(groups)
         self.tensors = tuple(slot.param for slot in slots)
-        self.ptrs = tuple(slot.ptr for slot in slots)
+        self.watched = tuple(_chain(slot.recorded for slot in slots))
         viewers = [slot.grad_view for slot in slots]
         # None: every gradient is viewed by Tensor.numpy, mapped over the list in one pass.
         self.viewers = None if all(v is torch.Tensor.numpy for v in viewers) else viewers
@@ -594,7 +613,7 @@ class Optimizer(torch.optim.Optimizer):
         q = plan.quick
         if q is None:
             return False
-        grads = _unchanged(self.param_groups, q.groups, q.tensors, q.ptrs, q.dicts, q.others)
+        grads = _unchanged(self.param_groups, q.groups, q.tensors, q.watched, q.dicts, q.others)
         if grads is None:
             return False  # options, parameters, storage or state changed, or a new gradient
         try:
@@ -701,9 +720,9 @@ class Optimizer(torch.optim.Optimizer):
                 if (
                     slot is None
                     or slot.param is not p
-                    or p.data_ptr() != slot.ptr
                     or state.get(p) is not slot.state
                     or (slot.ids is not None and list(map(id, slot.state.values())) != slot.ids)
+                    or slot.moved()
                 ):
                     if careful:
                         raise AssertionError("the plan was just built")
@@ -842,6 +861,7 @@ class Optimizer(torch.optim.Optimizer):
                 slot.state["step"] = plan.counts_tensor[slot.index]  # a 0-d view, torch's layout
             if slot.state is not None:
                 slot.ids = list(map(id, slot.state.values()))
+            slot.recorded = slot.watched()
         self._plan = plan
 
     def _rollback(self, created: list) -> None:
