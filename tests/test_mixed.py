@@ -509,8 +509,8 @@ def one_step(api, p, g, rng, grad_scale):
 @pytest.mark.parametrize("api", ["adam_multi", "adam8bit", "sgd", "Adam"])
 def test_a_gradient_that_unscaling_overflows_skips_the_step(isa, dtype, api, rng):
     """With grad_scale < 1 a finite gradient times 1 / grad_scale may overflow float32: such a
-    step is skipped like one with an inf gradient (nothing written), as torch's GradScaler
-    checks after unscaling; a gradient one power of two smaller steps. The reference agrees."""
+    step is skipped like one with an inf gradient (nothing written; torch's steps write NaN
+    there); a gradient one power of two smaller steps. The reference agrees."""
     grad_scale, overflowing = UNSCALE_OVERFLOW[np.dtype(dtype).name]
     n = 5000
     for top, skipped in [(overflowing, True), (overflowing / 2, False), (-overflowing, True)]:

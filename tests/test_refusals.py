@@ -557,3 +557,59 @@ def test_nadam_state_dict_at_a_step_past_2_to_53():
     opt.state[params[1]]["step"] = 2**63 - 300
     opt.step(grads)
     assert int(opt.state_dict()["state"][0]["step"]) == 2**63 - 299
+
+
+# -- the functional entries: byte order, seeds, NaN dampening, the reference's scalars ----------
+
+
+def test_bfloat16_of_the_other_byte_order_is_refused():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    swapped = np.dtype(bf16).newbyteorder(">" if np.little_endian else "<")
+    p = np.ones(8, bf16)
+    g = np.ones(8, bf16).astype(swapped)
+    m, v = np.zeros(8, np.float32), np.zeros(8, np.float32)
+    with pytest.raises(TypeError, match="grad"):
+        fastadam.adam_step(p, g, m, v, step=1)
+    with pytest.raises(TypeError, match="param"):
+        fastadam.sgd_step(p.astype(swapped), g.astype(bf16))
+    assert (p == 1).all() and not m.any()
+
+
+def test_a_seed_is_any_int_keyed_by_its_low_64_bits():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    results = []
+    for seed in (-1, 2**64 - 1, np.uint64(2**64 - 1), 2**70 - 1):
+        p = np.linspace(-1, 1, 999).astype(bf16)
+        m, v = np.zeros(999, np.float32), np.zeros(999, np.float32)
+        g = np.full(999, 1e-3, bf16)
+        fastadam.adam_step(p, g, m, v, step=1, stochastic_rounding=True, seed=seed)
+        results.append(p.view(np.uint16).copy())
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+
+def test_sgd_refuses_a_nan_dampening():
+    p, g = np.ones(8, np.float32), np.ones(8, np.float32)
+    buf = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="dampening"):
+        fastadam.sgd_step(p, g, buf, momentum=0.9, dampening=float("nan"))
+    assert (p == 1).all() and (buf == 1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_reads_numpy_scalar_hyper_parameters_in_double(dtype):
+    """As the kernels do: a NumPy float32 lr or betas gives the same bits on both."""
+    for hyper in ({"lr": np.float32(1e-3)}, {"betas": (np.float32(0.9), np.float32(0.999))},
+                  {"eps": np.float16(1e-4)}):  # fmt: skip
+        for step in (1, 10, 1000):
+            a = [np.full(4, x, dtype) for x in (1.0, 0.5, 0.1, 0.2)]
+            b = [x.copy() for x in a]
+            fastadam.adam_step(*a, step=step, **hyper)
+            fastadam.reference.adam_step(*b, step=step, **hyper)
+            assert np.array_equal(a[0], b[0]), (hyper, step)
+    p, q = np.ones(4, dtype), np.ones(4, dtype)
+    s, t = np.full(4, 0.5, dtype), np.full(4, 0.5, dtype)
+    fastadam.adagrad_step(p, p * 0.3, s, step=3, lr=np.float32(0.1), lr_decay=np.float32(0.01))
+    fastadam.reference.adagrad_step(
+        q, q * 0.3, t, step=3, lr=np.float32(0.1), lr_decay=np.float32(0.01)
+    )
+    assert np.array_equal(p, q)

@@ -781,3 +781,38 @@ def test_a_square_parameter_transposed_in_place_is_followed(name):
 
     (p, _), (p_ref, _) = _twin_runs(name, transpose, square=True, set_to_none=False)
     assert torch.allclose(p, p_ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_parameter_whose_grad_becomes_none_is_left_out(dtype, channels_last):
+    """After steady steps, a parameter with .grad None (zero_grad, an unused branch) is left
+    out of the step as torch does; its gradient viewer is not called on None."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(2, 3, 4, 5).to(getattr(torch, dtype)))
+    b = torch.nn.Parameter(torch.randn(8).to(getattr(torch, dtype)))
+    if channels_last:
+        a.data = a.data.contiguous(memory_format=torch.channels_last)
+    opt = ft.Adam([a, b], lr=1e-2)
+    for _ in range(2):
+        a.grad, b.grad = torch.ones_like(a), torch.ones_like(b)
+        opt.step()
+    a.grad = None
+    before = a.detach().clone()
+    opt.step()
+    assert torch.equal(a.detach(), before)
+    assert int(opt.state[a]["step"]) == 2 and int(opt.state[b]["step"]) == 3
+
+
+def test_last_report_is_none_then_the_last_steps():
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = ft.Adam([w], skip_nonfinite=True)
+    assert opt.last_report is None
+    w.grad = torch.full((4,), float("inf"))
+    opt.step()
+    assert opt.last_report.skipped
+    w.grad = None
+    opt.step()  # no gradient: nothing looked at, nothing skipped
+    assert opt.last_report == fastadam.StepReport(False, 0.0)

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <sstream>
 
@@ -49,9 +50,13 @@ PyObject* descr_of(Dtype d) {
 // ml_dtypes' bfloat16 is a NumPy user dtype (kind 'V', 2 bytes, named "bfloat16") whose type
 // number is assigned when ml_dtypes is imported. It is recognised without importing ml_dtypes:
 // the first 2-byte 'V' descriptor named so gives the number, compared from then on.
+// bfloat16 in this machine's byte order ('>' on a little-endian machine is swapped: its bytes
+// would be read as other numbers).
 bool is_bfloat16(PyObject* descr_obj) {
     static int number = -1;
+    constexpr char swapped = std::endian::native == std::endian::little ? '>' : '<';
     const auto* descr = reinterpret_cast<const py::detail::PyArrayDescr_Proxy*>(descr_obj);
+    if (descr->byteorder == swapped) return false;
     if (number >= 0) return descr->type_num == number;
     if (descr->kind != 'V' || py::reinterpret_borrow<py::dtype>(descr_obj).itemsize() != 2)
         return false;
@@ -226,6 +231,7 @@ void check_hyper(const SgdHyper& h) {
     require(h.lr >= 0.0, "lr must be >= 0", h.lr);
     require(h.momentum >= 0.0, "momentum must be >= 0", h.momentum);
     require(h.weight_decay >= 0.0, "weight_decay must be >= 0", h.weight_decay);
+    require(!std::isnan(h.dampening), "dampening must not be NaN", h.dampening);
     if (h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0))
         throw py::value_error("nesterov=True requires momentum > 0 and dampening == 0");
 }

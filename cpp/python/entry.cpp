@@ -266,6 +266,22 @@ std::int64_t int_arg(PyObject* obj, const std::string& name) {
     return exact_int(index, name);
 }
 
+std::uint64_t low_bits_arg(PyObject* obj, const std::string& name) {
+    if (PyBool_Check(obj) || PyFloat_Check(obj) || !PyIndex_Check(obj))
+        throw py::type_error(name + " must be an int, got " + type_name(obj));
+    PyObject* index = PyNumber_Index(obj);
+    if (index == nullptr) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
+        throw py::type_error(name + " must be an int, got " + type_name(obj) + " (" +
+                             take_error_message() + ")");
+    }
+    const py::object owner = py::reinterpret_steal<py::object>(index);
+    const unsigned long long bits = PyLong_AsUnsignedLongLongMask(index);  // any size
+    if (bits == static_cast<unsigned long long>(-1) && PyErr_Occurred())
+        throw py::error_already_set();
+    return bits;
+}
+
 std::pair<double, double> pair_arg(PyObject* obj, const char* name,
                                    std::pair<double, double> fallback) {
     if (obj == nullptr) return fallback;

@@ -105,6 +105,8 @@ bool bool_arg(PyObject* obj, const char* name, bool fallback);
 // failing __index__ is reported: as a TypeError naming the argument when it raised TypeError,
 // otherwise its own exception propagates.
 std::int64_t int_arg(PyObject* obj, const std::string& name);
+// Any int (a NumPy integer too): its low 64 bits, two's complement (a seed).
+std::uint64_t low_bits_arg(PyObject* obj, const std::string& name);
 
 // A pair of real numbers given as a tuple or list of two.
 std::pair<double, double> pair_arg(PyObject* obj, const char* name,

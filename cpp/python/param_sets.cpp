@@ -73,7 +73,7 @@ StepOptions step_options(PyObject* grad_scale, PyObject* max_grad_norm, PyObject
     o.policy.skip_nonfinite = bool_arg(skip_nonfinite, "skip_nonfinite", false);
     o.stochastic_rounding = bool_arg(stochastic_rounding, "stochastic_rounding", false);
     // Any int: its low 64 bits (two's complement) key the stream.
-    o.seed = seed == nullptr ? 0 : static_cast<std::uint64_t>(int_arg(seed, "seed"));
+    o.seed = seed == nullptr ? 0 : low_bits_arg(seed, "seed");
     return o;
 }
 

@@ -125,9 +125,11 @@ def _adam_math(
     """
     if eps_mode not in ("torch", "keras"):
         raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
-    beta1, beta2 = betas
+    # Per-call scalars in double precision (NumPy scalar arguments too, as the kernels read
+    # them), rounded once to the arrays' dtype.
+    lr, eps, weight_decay = float(lr), float(eps), float(weight_decay)
+    beta1, beta2 = float(betas[0]), float(betas[1])
     dtype = exp_avg.dtype.type
-    # Per-call scalars in double precision, rounded once to the arrays' dtype.
     bc1 = 1.0 - beta1**step if bias_correction else 1.0
     bc2 = 1.0 - beta2**step if bias_correction else 1.0
     if eps_mode == "keras":
@@ -360,6 +362,8 @@ def _sgd_math(
     if (momentum != 0.0) != (momentum_buffer is not None):
         raise ValueError("momentum_buffer is required exactly when momentum != 0")
     dtype = param.dtype.type
+    lr, momentum, dampening = float(lr), float(momentum), float(dampening)  # as the kernels
+    weight_decay = float(weight_decay)
 
     g = -grad if maximize else grad
     if weight_decay != 0.0:
@@ -445,6 +449,7 @@ def _adagrad_math(
     maximize=False,
 ) -> None:
     dtype = param.dtype.type
+    lr, lr_decay, weight_decay, eps = float(lr), float(lr_decay), float(weight_decay), float(eps)
     clr = dtype(lr / (1.0 + (step - 1) * lr_decay))  # in double, rounded once
 
     g = -grad if maximize else grad

@@ -208,9 +208,9 @@ inline bool needs_grad_stats(const GradPolicy& policy) {
 // multiplier = (1 / grad_scale) * min(1, max_grad_norm / (norm + 1e-6)), in double, rounded
 // once to the state type by the kernel. A non-finite norm without skip_nonfinite gives what
 // torch's clip_grad_norm_ gives (a NaN or zero coefficient). The step counts as non-finite too
-// where a finite gradient times the multiplier overflows (grad_scale < 1; torch's GradScaler
-// checks the gradients after unscaling them for the same reason): the spans are those given to
-// grad_stats, and are read again only in that rare case (largest_magnitude).
+// where a finite gradient times the multiplier overflows (grad_scale < 1): the update would
+// write inf and NaN. The spans are those given to grad_stats, and are read again only in that
+// rare case (largest_magnitude).
 GradDecision decide(const GradPolicy& policy, const GradStats& stats, const GradSpan* spans,
                     std::size_t count);
 

@@ -307,9 +307,14 @@ class Optimizer(torch.optim.Optimizer):
     ``'master_param'``), ``stochastic_rounding`` and ``seed`` (bfloat16), ``max_grad_norm``
     (global gradient clipping in the native pre-pass) and ``skip_nonfinite`` (a step whose
     gradients hold an inf or NaN changes nothing). float16 and bfloat16 parameters keep float32
-    state. ``last_report`` is the last step's ``fastadam.StepReport`` (skipped, grad_norm).
+    state; stochastic rounding's element index is the position in the parameter's memory (for
+    a channels_last parameter, its memory order). ``last_report`` is the last step's
+    ``fastadam.StepReport`` (skipped, grad_norm), None before the first step.
     ``torch.amp.GradScaler`` hands the optimizer its scale and inf flag
-    (``_step_supports_amp_scaling``): the native call unscales, or the step is skipped.
+    (``_step_supports_amp_scaling``): the native call unscales, or the step is skipped (its
+    report's grad_norm is then None: no gradient was read). Unlike torch's fused Adam, the
+    step leaves ``p.grad`` scaled; call ``scaler.unscale_(opt)`` before ``scaler.step(opt)``
+    where gradients are read after the step.
     """
 
     # torch.amp.GradScaler sets ``grad_scale`` and ``found_inf`` on the optimizer and calls
@@ -357,6 +362,7 @@ class Optimizer(torch.optim.Optimizer):
         defaults.update(self._numpy._fixed)
         self._numpy._validate(_numbers(defaults))  # torch's messages for a bad hyper-parameter
         self._plan: _Plan | None = None
+        self.last_report: StepReport | None = None
         self._set_option_keys(defaults)
         super().__init__(params, defaults)
 
@@ -513,7 +519,9 @@ class Optimizer(torch.optim.Optimizer):
             created = self._prepare()
             gathered = self._careful_gather(created)
         params, grads, arrays, steps, fresh, hypers, stepped, written = gathered
-        if not params:
+        if not params:  # no gradient: what the native call reports for an empty step
+            looked = options is not None and (options[1] is not None or bool(options[2]))
+            self.last_report = StepReport(False, 0.0 if looked else None)
             return
         try:
             report = self._numpy._native(None, params, grads, arrays, steps, fresh, hypers, options)
@@ -621,7 +629,7 @@ class Optimizer(torch.optim.Optimizer):
                 grads = list(map(_tensor_numpy, grads))
             else:
                 grads = [view(g) for view, g in zip(q.viewers, grads)]
-        except (RuntimeError, TypeError):  # None, sparse, requires grad, other device, ...
+        except (RuntimeError, TypeError, AttributeError):  # None, sparse, requires grad, ...
             return False
         attrs = self.__dict__
         if "found_inf" in attrs or "grad_scale" in attrs:  # GradScaler's step
