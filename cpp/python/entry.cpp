@@ -250,33 +250,33 @@ bool bool_arg(PyObject* obj, const char* name, bool fallback) {
     throw py::type_error(std::string(name) + " must be a bool, got " + type_name(obj));
 }
 
-std::int64_t int_arg(PyObject* obj, const std::string& name) {
-    if (PyLong_Check(obj) && !PyBool_Check(obj)) return exact_int(obj, name);
+namespace {
+
+// An int argument as a Python int: an int itself, or what a NumPy integer or another type
+// with __index__ gives (which may fail: numpy.array([3]) and numpy.array(3.0) have one that
+// raises TypeError). Never a bool or a float.
+py::object as_python_int(PyObject* obj, const std::string& name) {
     if (PyBool_Check(obj) || PyFloat_Check(obj) || !PyIndex_Check(obj))
         throw py::type_error(name + " must be an int, got " + type_name(obj));
-    // NumPy integers and other types with __index__, which may fail (numpy.array([3]) and
-    // numpy.array(3.0) have one that raises TypeError).
     PyObject* index = PyNumber_Index(obj);
     if (index == nullptr) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
         throw py::type_error(name + " must be an int, got " + type_name(obj) + " (" +
                              take_error_message() + ")");
     }
-    const py::object owner = py::reinterpret_steal<py::object>(index);
-    return exact_int(index, name);
+    return py::reinterpret_steal<py::object>(index);
+}
+
+}  // namespace
+
+std::int64_t int_arg(PyObject* obj, const std::string& name) {
+    if (PyLong_Check(obj) && !PyBool_Check(obj)) return exact_int(obj, name);
+    return exact_int(as_python_int(obj, name).ptr(), name);
 }
 
 std::uint64_t low_bits_arg(PyObject* obj, const std::string& name) {
-    if (PyBool_Check(obj) || PyFloat_Check(obj) || !PyIndex_Check(obj))
-        throw py::type_error(name + " must be an int, got " + type_name(obj));
-    PyObject* index = PyNumber_Index(obj);
-    if (index == nullptr) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
-        throw py::type_error(name + " must be an int, got " + type_name(obj) + " (" +
-                             take_error_message() + ")");
-    }
-    const py::object owner = py::reinterpret_steal<py::object>(index);
-    const unsigned long long bits = PyLong_AsUnsignedLongLongMask(index);  // any size
+    const py::object index = as_python_int(obj, name);
+    const unsigned long long bits = PyLong_AsUnsignedLongLongMask(index.ptr());  // any size
     if (bits == static_cast<unsigned long long>(-1) && PyErr_Occurred())
         throw py::error_already_set();
     return bits;
