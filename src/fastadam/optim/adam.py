@@ -312,9 +312,7 @@ class Adam(Optimizer):
             created.append((id(p), None))
         else:
             state = entry[1]
-            if not state:  # emptied by hand: afresh, as Optimizer._state_of
-                dict.__setitem__(state, "step", 0)
-                created.append((id(p), "step"))
+            self._restart_if_emptied(p, state, created)
         if self.master_weights and p.dtype.itemsize == 2 and "master_param" not in state:
             requests.append((state, "master_param", p, "param"))
             created.append((id(p), "master_param"))

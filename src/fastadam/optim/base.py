@@ -654,6 +654,13 @@ class Optimizer:
             entry = self._spans[id(p)] = (p, *span(p))
         return entry[1], entry[2]
 
+    def _restart_if_emptied(self, p: np.ndarray, state: dict, created: list) -> None:
+        """A state emptied by hand (``state.clear()``) starts afresh, as torch starts an empty
+        one: its step count back at 0 (forgotten again if the step is refused)."""
+        if not state and self._counts_steps:
+            dict.__setitem__(state, "step", 0)
+            created.append((id(p), "step"))
+
     def _state_of(
         self,
         p: np.ndarray,
@@ -673,9 +680,7 @@ class Optimizer:
             created.append((id(p), None))
         else:
             state = entry[1]
-            if not state and self._counts_steps:  # emptied by hand (state.clear()): afresh,
-                dict.__setitem__(state, "step", 0)  # as torch starts an empty state
-                created.append((id(p), "step"))
+            self._restart_if_emptied(p, state, created)
         if self.master_weights and is_16bit(p.dtype) and "master_param" not in state:
             requests.append((state, "master_param", p, "param"))  # a float32 copy of p
             created.append((id(p), "master_param"))

@@ -164,10 +164,8 @@ class _Slot:
         "index",
         "order",
         "param",
-        "ptr",
         "recorded",
         "state",
-        "stride",
         "tensors",
         "view",
         "views",
@@ -176,8 +174,6 @@ class _Slot:
     def __init__(self, param: torch.Tensor, order: MemoryOrder) -> None:
         self.param = param
         self.order = order
-        self.ptr = param.data_ptr()
-        self.stride = param.stride()
         self.view = numpy_view(param.detach() if order is None else param.detach().permute(order))
         self.grad_view = grad_viewer(param.dtype, order)
         self.state: dict | None = None
@@ -202,7 +198,8 @@ class _Slot:
         ``.data = ...`` move it under the same tensor object, and the views would write to
         freed memory) and, for the parameter, the same layout (``p.data = p.data.t()`` on a
         square parameter keeps its pointer)."""
-        out = [(self.param, "data_ptr", self.ptr), (self.param, "stride", self.stride)]
+        p = self.param
+        out = [(p, "data_ptr", p.data_ptr()), (p, "stride", p.stride())]
         out += [(t, "data_ptr", t.data_ptr()) for t in self.tensors.values()]
         return out
 
